@@ -1,0 +1,247 @@
+"""Continuous: the rules of recurring work. The lifecycle itself is in ``_runtime``.
+
+Theory of operation. A Continuous snapshot holds the user state, ``run_count`` and
+``next_slot``, the next regular run of its schedule. Its alarm is the pending retry when
+there is one, otherwise ``next_slot``.
+
+* ``start`` creates the instance (the input becomes the state), emits ``job.started``,
+  and either runs ``execute`` at once (``start_immediately``) or waits for the first slot.
+  A second ``start`` for a live id answers ``created=False`` and changes nothing.
+* A slot alarm increments ``run_count`` and runs attempt 1; ``next_slot`` moves to the
+  first slot after now (fixed rate, missed slots collapse into this one run). A retry
+  alarm re-runs with the same ``run_count`` and the next attempt.
+* ``trigger`` is an extra run now: it opens a fresh failure sequence (a pending retry is
+  replaced), increments ``run_count``, and leaves the regular schedule where it is.
+* Exhaustion (the last attempt failed, or ``max_duration`` passed) writes the state to the
+  dead-letter store, then the job goes on with its next slot, keeping its state; with
+  ``on_retry_exhausted="terminate"`` the instance is purged instead. A failure without a
+  retry policy is an exhausted first attempt: never a zombie (p-3).
+* ``ctx.terminate()`` and the client's ``terminate`` purge the instance and emit
+  ``job.terminated``; the id can be started afresh afterwards.
+* A mutating request while a run is in flight is rejected as busy (``ConflictError``);
+  ``terminate`` always wins, and the in-flight run's outcome then finds nothing and is
+  ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import attrs
+from returns.result import Failure, Result, Success
+
+from durable_jobs import _runtime as rt
+from durable_jobs._definitions import ContinuousDefinition
+from durable_jobs._errors import Rejection
+from durable_jobs._inputs import (
+    AlarmFired,
+    ContinuousGetState,
+    ContinuousStart,
+    ContinuousStatus,
+    ContinuousTerminate,
+    ContinuousTrigger,
+    Input,
+    RunInterrupted,
+    TerminateRequested,
+    UserCodeFailed,
+    UserCodeSucceeded,
+)
+from durable_jobs._keys import InstanceKey
+from durable_jobs._results import (
+    ContinuousStartResult,
+    ContinuousStatusResult,
+    ContinuousTerminateResult,
+    ContinuousTriggerResult,
+    Reply,
+    StateResult,
+)
+from durable_jobs._telemetry import JobStarted, base_fields
+from durable_jobs._time import Instant, to_datetime
+
+__all__ = ["ContinuousSnapshot", "decide_continuous"]
+
+S = TypeVar("S")
+
+
+@attrs.frozen
+class ContinuousSnapshot(Generic[S]):
+    key: InstanceKey
+    state: S
+    created_at: Instant
+    run_count: int = 0
+    next_slot: Instant | None = None
+    attempts: rt.Attempts = rt.FRESH
+    in_flight: rt.InFlight | None = None
+    alarm_at: Instant | None = None
+    version: int = 0
+
+
+def _alarm(snapshot: ContinuousSnapshot[Any]) -> Instant | None:
+    retry_at = snapshot.attempts.retry_at
+    return retry_at if retry_at is not None else snapshot.next_slot
+
+
+def _busy(key: InstanceKey) -> Result[rt.Transition, Rejection]:
+    return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
+
+
+def _run(snapshot: ContinuousSnapshot[Any]) -> rt.RunUserCode:
+    return rt.run_command(snapshot, state=snapshot.state, run_count=snapshot.run_count)
+
+
+def _start_run(
+    snapshot: ContinuousSnapshot[Any],
+    effects: list[rt.Command],
+    *,
+    origin: rt.Origin,
+    now: Instant,
+    attempt: int = 1,
+    created: bool = False,
+) -> rt.Transition:
+    running = rt.begin_run(
+        snapshot, hook="execute", origin=origin, now=now, attempt=attempt, created=created
+    )
+    return rt.commit(_alarm, running, effects, run=_run(running))
+
+
+def _reply(
+    run: rt.InFlight, key: InstanceKey, *, terminated: bool = False, retry: bool = False
+) -> Reply | None:
+    """The answer to the request that started ``run`` (none for an alarm)."""
+    if run.origin == "start":
+        status = "terminated" if terminated else "running"
+        return ContinuousStartResult(instance_id=key.instance_id, created=True, status=status)
+    if run.origin == "trigger":
+        return ContinuousTriggerResult(triggered=True, terminated=terminated, retry_scheduled=retry)
+    return None
+
+
+def _next_slot(definition: ContinuousDefinition[Any], slot: Instant | None, now: Instant) -> Instant:
+    if slot is None:
+        return definition.schedule.first_after(now)
+    if slot > now:
+        return slot
+    return definition.schedule.next_slot(slot, now)
+
+
+def decide_continuous(
+    definition: ContinuousDefinition[S],
+    snapshot: ContinuousSnapshot[S] | None,
+    input_: Input,
+    now: Instant,
+) -> Result[rt.Transition, Rejection]:
+    match input_:
+        case ContinuousStart(id=id_, input=value):
+            key = InstanceKey("continuous", definition.name, id_)
+            if snapshot is not None:
+                return Success(
+                    rt.keep(snapshot, reply=ContinuousStartResult(key.instance_id, False, "running"))
+                )
+            fresh = ContinuousSnapshot(
+                key=key,
+                state=value,
+                created_at=now,
+                next_slot=definition.schedule.first_after(now),
+            )
+            effects: list[rt.Command] = [rt.Emit(JobStarted(**base_fields(key, now), input=value))]
+            if definition.start_immediately:
+                return Success(
+                    _start_run(
+                        attrs.evolve(fresh, run_count=1), effects, origin="start", now=now, created=True
+                    )
+                )
+            reply = ContinuousStartResult(key.instance_id, True, "running")
+            return Success(rt.commit(_alarm, fresh, effects, reply=reply))
+
+        case ContinuousTrigger():
+            if snapshot is None:
+                return Success(rt.keep(None, reply=ContinuousTriggerResult(triggered=False)))
+            if snapshot.in_flight is not None:
+                return _busy(snapshot.key)
+            counted = attrs.evolve(snapshot, run_count=snapshot.run_count + 1, attempts=rt.FRESH)
+            return Success(_start_run(counted, [], origin="trigger", now=now))
+
+        case ContinuousTerminate(reason=reason):
+            if snapshot is None:
+                return Success(rt.keep(None, reply=ContinuousTerminateResult(False, "not_found")))
+            effects = rt.terminated_effects(snapshot.key, reason, snapshot.run_count, now)
+            return Success(
+                rt.purge(snapshot.key, effects, ContinuousTerminateResult(True, reason))
+            )
+
+        case ContinuousStatus():
+            if snapshot is None:
+                return Success(rt.keep(None, reply=ContinuousStatusResult("not_found")))
+            alarm = snapshot.alarm_at
+            return Success(
+                rt.keep(
+                    snapshot,
+                    reply=ContinuousStatusResult(
+                        "running",
+                        next_run_at=None if alarm is None else to_datetime(alarm),
+                        run_count=snapshot.run_count,
+                        attempt=snapshot.attempts.attempt,
+                    ),
+                )
+            )
+
+        case ContinuousGetState():
+            return Success(rt.keep(snapshot, reply=StateResult(None if snapshot is None else snapshot.state)))
+
+        case AlarmFired(at=at):
+            if snapshot is None or snapshot.in_flight is not None or snapshot.alarm_at != at:
+                return Success(rt.keep(snapshot))
+            if snapshot.attempts.retry_at == at:
+                return Success(
+                    _start_run(snapshot, [], origin="alarm", now=now, attempt=snapshot.attempts.attempt)
+                )
+            due = attrs.evolve(
+                snapshot,
+                run_count=snapshot.run_count + 1,
+                next_slot=_next_slot(definition, snapshot.next_slot, now),
+            )
+            return Success(_start_run(due, [], origin="alarm", now=now))
+
+        case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
+            matched = rt.match_outcome(snapshot, input_)
+            if matched is None or snapshot is None:
+                return Success(rt.keep(snapshot))
+            return Success(_after_run(definition, snapshot, *matched, now))
+
+        case _:
+            return Failure(Rejection("wrong_job_type", f"continuous jobs do not take {input_!r}"))
+
+
+def _after_run(
+    definition: ContinuousDefinition[Any],
+    snapshot: ContinuousSnapshot[Any],
+    run: rt.InFlight,
+    outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
+    now: Instant,
+) -> rt.Transition:
+    key = snapshot.key
+    if isinstance(outcome, TerminateRequested):
+        effects = rt.terminated_effects(key, outcome.reason, snapshot.run_count, now)
+        return rt.purge(key, effects, _reply(run, key, terminated=True))
+
+    if isinstance(outcome, UserCodeSucceeded):
+        effects = rt.success_effects(key, run, outcome, snapshot.run_count, now)
+        done = rt.settled(snapshot)
+        if outcome.state_set:
+            done = attrs.evolve(done, state=outcome.state)
+        done = attrs.evolve(done, next_slot=_next_slot(definition, done.next_slot, now))
+        return rt.commit(_alarm, done, effects, reply=_reply(run, key))
+
+    decision = rt.decide_failure(definition.retry, key, snapshot.attempts, run.attempt, now)
+    effects = rt.failure_effects(
+        key, run, outcome.error, decision, snapshot.run_count, now, payload=snapshot.state
+    )
+    if isinstance(decision, rt.RetryAt):
+        waiting = rt.with_retry(snapshot, decision)
+        return rt.commit(_alarm, waiting, effects, reply=_reply(run, key, retry=True))
+    if definition.on_retry_exhausted == "terminate":
+        effects += rt.terminated_effects(key, "retry_exhausted", snapshot.run_count, now)
+        return rt.purge(key, effects, _reply(run, key, terminated=True))
+    done = rt.settled(snapshot)
+    done = attrs.evolve(done, next_slot=_next_slot(definition, done.next_slot, now))
+    return rt.commit(_alarm, done, effects, reply=_reply(run, key))

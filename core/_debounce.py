@@ -1,0 +1,341 @@
+"""Debounce: the rules of batching. The lifecycle itself is in ``_runtime``.
+
+Theory of operation. A Debounce snapshot holds one batch: the reduced ``state``, its
+``event_count``, when its first event arrived (``started_at``) and when its last one did
+(``last_event_at``). The flush deadline is ``started_at + flush_after`` (a fixed window,
+the original's meaning); with ``quiet_period`` the batch also flushes once no event came
+for that long, whichever is first. The alarm is that deadline, or the pending retry.
+
+* ``add`` runs the ``on_event`` reducer (when defined) before anything is written: the
+  first event of a batch sees ``initial_state`` (or ``None``), never itself posing as the
+  state (p-5). A reducer that fails or returns a state of the wrong type rejects the
+  event: the caller gets the error and nothing is stored. Without a reducer the batch
+  keeps the latest event.
+* Reaching ``max_events`` flushes at once, inside the ``add``. While a retry is pending,
+  adds only accumulate (p-12): the pending retry alarm stays, and the retry runs over
+  the batch as it is then.
+* The three flush triggers share one flush routine. A retry keeps the reason of the
+  attempt that failed first (``ctx.flush_reason``, ``debounce.flushed``), fixing p-7.
+* Success purges the instance (ready for a new batch). Exhaustion writes the batch to the
+  dead-letter store and purges: the batch is never silently lost, and there is no zombie
+  instance after a failure without retry (p-6).
+* A manual ``flush`` with a retry pending runs the pending attempt now. A ``flush`` of a
+  batch that only scheduled a retry answers ``flushed=False, retry_scheduled=True``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import attrs
+from returns.result import Failure, Result, Success
+
+from durable_jobs import _runtime as rt
+from durable_jobs._commands import Command, Emit
+from durable_jobs._definitions import DebounceDefinition
+from durable_jobs._errors import Rejection
+from durable_jobs._inputs import (
+    AlarmFired,
+    DebounceAdd,
+    DebounceClear,
+    DebounceFlush,
+    DebounceGetState,
+    DebounceStatus,
+    Input,
+    RunInterrupted,
+    TerminateRequested,
+    UserCodeFailed,
+    UserCodeSucceeded,
+)
+from durable_jobs._keys import InstanceKey
+from durable_jobs._results import (
+    DebounceAddResult,
+    DebounceClearResult,
+    DebounceFlushResult,
+    DebounceStatusResult,
+    Reply,
+    RequestFailed,
+    StateResult,
+)
+from durable_jobs._telemetry import DebounceFlushed, DebounceStarted, FlushReason, base_fields
+from durable_jobs._time import Instant, to_datetime
+
+__all__ = ["DebounceSnapshot", "decide_debounce"]
+
+S = TypeVar("S")
+
+
+@attrs.frozen
+class DebounceSnapshot(Generic[S]):
+    key: InstanceKey
+    created_at: Instant
+    state: S | None = None
+    event_count: int = 0
+    started_at: Instant | None = None
+    last_event_at: Instant | None = None
+    retry_reason: FlushReason | None = None
+    attempts: rt.Attempts = rt.FRESH
+    in_flight: rt.InFlight | None = None
+    alarm_at: Instant | None = None
+    version: int = 0
+
+
+def _deadlines(
+    definition: DebounceDefinition[Any, Any], snapshot: DebounceSnapshot[Any]
+) -> tuple[Instant, Instant | None]:
+    assert snapshot.started_at is not None and snapshot.last_event_at is not None
+    hard = Instant(snapshot.started_at + definition.flush_after)
+    quiet = definition.quiet_period
+    return hard, None if quiet is None else Instant(snapshot.last_event_at + quiet)
+
+
+def _alarm_for(definition: DebounceDefinition[Any, Any]) -> Any:
+    def alarm(snapshot: DebounceSnapshot[Any]) -> Instant | None:
+        if snapshot.attempts.retry_at is not None:
+            return snapshot.attempts.retry_at
+        if snapshot.event_count == 0:
+            return None
+        hard, quiet = _deadlines(definition, snapshot)
+        return hard if quiet is None else min(hard, quiet)
+
+    return alarm
+
+
+def _busy(key: InstanceKey) -> Result[rt.Transition, Rejection]:
+    return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
+
+
+def _flush_run(
+    definition: DebounceDefinition[Any, Any],
+    snapshot: DebounceSnapshot[Any],
+    effects: list[Command],
+    *,
+    reason: FlushReason,
+    origin: rt.Origin,
+    now: Instant,
+    created: bool = False,
+) -> rt.Transition:
+    """Start ``execute`` over the batch; a pending retry's attempt and reason carry on."""
+    retrying = snapshot.attempts.retry_at is not None
+    running = rt.begin_run(
+        snapshot,
+        hook="execute",
+        origin=origin,
+        now=now,
+        attempt=snapshot.attempts.attempt if retrying else 1,
+        created=created,
+        flush_reason=reason,
+    )
+    command = rt.run_command(
+        running,
+        state=running.state,
+        event_count=running.event_count,
+        started_at=running.started_at,
+    )
+    return rt.commit(_alarm_for(definition), running, effects, run=command)
+
+
+def _accept(
+    definition: DebounceDefinition[Any, Any],
+    snapshot: DebounceSnapshot[Any],
+    new_state: Any,
+    now: Instant,
+    created: bool,
+) -> rt.Transition:
+    """Fold one accepted event into the batch; flush when ``max_events`` is reached."""
+    first = snapshot.event_count == 0
+    count = snapshot.event_count + 1
+    grown = attrs.evolve(
+        snapshot,
+        state=new_state,
+        event_count=count,
+        last_event_at=now,
+        started_at=now if first else snapshot.started_at,
+        in_flight=None,
+    )
+    alarm = _alarm_for(definition)
+    effects: list[Command] = []
+    if first:
+        effects.append(Emit(DebounceStarted(**base_fields(grown.key, now), flush_at=alarm(grown))))
+    backing_off = grown.attempts.retry_at is not None
+    if definition.max_events is not None and count >= definition.max_events and not backing_off:
+        return _flush_run(
+            definition, grown, effects, reason="maxEvents", origin="add", now=now, created=created
+        )
+    at = alarm(grown)
+    reply = DebounceAddResult(
+        instance_id=grown.key.instance_id,
+        event_count=count,
+        will_flush_at=None if at is None else to_datetime(at),
+        created=created,
+        retry_scheduled=backing_off,
+    )
+    return rt.commit(alarm, grown, effects, reply=reply)
+
+
+def decide_debounce(
+    definition: DebounceDefinition[Any, S],
+    snapshot: DebounceSnapshot[S] | None,
+    input_: Input,
+    now: Instant,
+) -> Result[rt.Transition, Rejection]:
+    match input_:
+        case DebounceAdd(id=id_, event=event):
+            if snapshot is not None and snapshot.in_flight is not None:
+                return _busy(snapshot.key)
+            created = snapshot is None
+            batch = snapshot or DebounceSnapshot(
+                key=InstanceKey("debounce", definition.name, id_), created_at=now
+            )
+            if definition.on_event is None:
+                return Success(_accept(definition, batch, event, now, created))
+            reducing = rt.begin_run(batch, hook="on_event", origin="add", now=now, created=created)
+            command = rt.run_command(
+                reducing,
+                state=batch.state,
+                event=event,
+                event_count=batch.event_count + 1,
+            )
+            return Success(rt.keep(reducing, [command]))
+
+        case DebounceFlush():
+            if snapshot is None:
+                return Success(rt.keep(None, reply=DebounceFlushResult(False, 0, "empty")))
+            if snapshot.in_flight is not None:
+                return _busy(snapshot.key)
+            if snapshot.event_count == 0:
+                return Success(
+                    rt.purge(snapshot.key, reply=DebounceFlushResult(False, 0, "empty"))
+                )
+            return Success(
+                _flush_run(definition, snapshot, [], reason="manual", origin="flush", now=now)
+            )
+
+        case DebounceClear():
+            if snapshot is None:
+                return Success(rt.keep(None, reply=DebounceClearResult(False, 0)))
+            return Success(
+                rt.purge(snapshot.key, reply=DebounceClearResult(True, snapshot.event_count))
+            )
+
+        case DebounceStatus():
+            if snapshot is None:
+                return Success(rt.keep(None, reply=DebounceStatusResult("not_found")))
+            return Success(rt.keep(snapshot, reply=_status(snapshot)))
+
+        case DebounceGetState():
+            state = None if snapshot is None else snapshot.state
+            return Success(rt.keep(snapshot, reply=StateResult(state)))
+
+        case AlarmFired(at=at):
+            if snapshot is None or snapshot.in_flight is not None or snapshot.alarm_at != at:
+                return Success(rt.keep(snapshot))
+            if snapshot.event_count == 0:
+                return Success(rt.purge(snapshot.key))
+            reason = _stored_reason(snapshot) if snapshot.attempts.retry_at == at else None
+            if reason is None:
+                hard, quiet = _deadlines(definition, snapshot)
+                reason = "quietPeriod" if quiet is not None and quiet < hard else "flushAfter"
+            return Success(_flush_run(definition, snapshot, [], reason=reason, origin="alarm", now=now))
+
+        case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
+            matched = rt.match_outcome(snapshot, input_)
+            if matched is None or snapshot is None:
+                return Success(rt.keep(snapshot))
+            run, outcome = matched
+            if run.hook == "on_event":
+                return Success(_after_reduce(definition, snapshot, run, outcome, now))
+            return Success(_after_flush(definition, snapshot, run, outcome, now))
+
+        case _:
+            return Failure(Rejection("wrong_job_type", f"debounce jobs do not take {input_!r}"))
+
+
+def _status(snapshot: DebounceSnapshot[Any]) -> DebounceStatusResult:
+    return DebounceStatusResult(
+        "debouncing" if snapshot.event_count > 0 else "idle",
+        event_count=snapshot.event_count,
+        started_at=None if snapshot.started_at is None else to_datetime(snapshot.started_at),
+        will_flush_at=None if snapshot.alarm_at is None else to_datetime(snapshot.alarm_at),
+    )
+
+
+def _stored_reason(snapshot: DebounceSnapshot[Any]) -> FlushReason | None:
+    return snapshot.retry_reason
+
+
+def _after_reduce(
+    definition: DebounceDefinition[Any, Any],
+    snapshot: DebounceSnapshot[Any],
+    run: rt.InFlight,
+    outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
+    now: Instant,
+) -> rt.Transition:
+    if isinstance(outcome, UserCodeSucceeded):
+        return _accept(definition, snapshot, outcome.state, now, run.created)
+    before = None if run.created else attrs.evolve(snapshot, in_flight=None)
+    if isinstance(outcome, TerminateRequested):
+        # A reducer asked to terminate: the event is dropped and the batch purged.
+        effects = rt.terminated_effects(snapshot.key, outcome.reason, 0, now)
+        if before is None:
+            return rt.keep(None, effects, DebounceAddResult(snapshot.key.instance_id, 0, None, False))
+        return rt.purge(snapshot.key, effects, DebounceAddResult(snapshot.key.instance_id, 0, None, False))
+    effects = rt.failure_effects(snapshot.key, run, outcome.error, None, 0, now)
+    return rt.keep(before, effects, RequestFailed(hook="on_event", error=outcome.error))
+
+
+def _after_flush(
+    definition: DebounceDefinition[Any, Any],
+    snapshot: DebounceSnapshot[Any],
+    run: rt.InFlight,
+    outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
+    now: Instant,
+) -> rt.Transition:
+    key = snapshot.key
+    reason: FlushReason = run.flush_reason or "flushAfter"
+    count = snapshot.event_count
+    if isinstance(outcome, TerminateRequested):
+        effects = rt.terminated_effects(key, outcome.reason, 0, now)
+        return rt.purge(key, effects, _flush_reply(run, key, count, flushed=False))
+    if isinstance(outcome, UserCodeSucceeded):
+        effects = rt.success_effects(key, run, outcome, 0, now)
+        started = snapshot.started_at if snapshot.started_at is not None else now
+        effects.append(
+            Emit(
+                DebounceFlushed(
+                    **base_fields(key, now), event_count=count, reason=reason, duration_ms=now - started
+                )
+            )
+        )
+        return rt.purge(key, effects, _flush_reply(run, key, count, flushed=True))
+    decision = rt.decide_failure(definition.retry, key, snapshot.attempts, run.attempt, now)
+    effects = rt.failure_effects(key, run, outcome.error, decision, 0, now, payload=snapshot.state)
+    if isinstance(decision, rt.RetryAt):
+        waiting = attrs.evolve(rt.with_retry(snapshot, decision), retry_reason=reason)
+        reply = _flush_reply(run, key, count, flushed=False, retry_at=decision.at)
+        return rt.commit(_alarm_for(definition), waiting, effects, reply=reply)
+    return rt.purge(key, effects, _flush_reply(run, key, count, flushed=False))
+
+
+def _flush_reply(
+    run: rt.InFlight,
+    key: InstanceKey,
+    count: int,
+    *,
+    flushed: bool,
+    retry_at: Instant | None = None,
+) -> Reply | None:
+    retrying = retry_at is not None
+    if run.origin == "add":
+        return DebounceAddResult(
+            instance_id=key.instance_id,
+            event_count=count,
+            will_flush_at=None if retry_at is None else to_datetime(retry_at),
+            created=run.created,
+            retry_scheduled=retrying,
+        )
+    if run.origin == "flush":
+        reason = run.flush_reason or "manual"
+        return DebounceFlushResult(flushed, count, reason, retry_scheduled=retrying)
+    return None
+

@@ -1,0 +1,348 @@
+"""Job definitions and the registry.
+
+Theory of operation: ``Continuous.make``, ``Debounce.make`` and ``Task.make`` check every
+option when they are called (a bad duration, cron expression, time zone, count or hook
+raises ``DefinitionError`` at definition time, not at the first run) and return frozen,
+generic definition values. The user functions they hold are never called by the core;
+interpreters call them when ``decide`` asks for it.
+
+``Jobs(name=definition, ...)`` is the registry. The keyword is the job's name (it wins
+over any earlier name); registering binds a named copy of each definition, and the
+registry also finds a definition by the object the user holds, so
+``client.continuous(ticker)`` works with the unnamed object and keeps its types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
+
+import attrs
+
+from durable_jobs._errors import DefinitionError, JobNotFoundError
+from durable_jobs._keys import JobType
+from durable_jobs._retry import Retry
+from durable_jobs._schedule import Cron, Every, Schedule, cron, every
+from durable_jobs._time import Duration, DurationLike, parse_duration
+
+if TYPE_CHECKING:
+    from durable_jobs._context import (
+        ContinuousContext,
+        DebounceContext,
+        DebounceEventContext,
+        TaskContext,
+    )
+
+__all__ = [
+    "Continuous",
+    "ContinuousDefinition",
+    "Debounce",
+    "DebounceDefinition",
+    "Definition",
+    "Jobs",
+    "Task",
+    "TaskDefinition",
+]
+
+S = TypeVar("S")
+E = TypeVar("E")
+
+_UNSET: Any = object()
+
+
+def _require_callable(value: object, what: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not callable(value):
+        raise DefinitionError(f"{what} must be a function, got {value!r}")
+
+
+def _require_type(value: object, what: str) -> None:
+    if value is None or isinstance(value, str | int | float | bool):
+        raise DefinitionError(f"{what} must be a type (e.g. an attrs class), got {value!r}")
+
+
+def _require_retry(value: object) -> None:
+    if value is not None and not isinstance(value, Retry):
+        raise DefinitionError(f"retry must be a Retry(...) value, got {value!r}")
+
+
+@attrs.frozen(eq=False)
+class ContinuousDefinition(Generic[S]):
+    """A Continuous job: ``execute`` runs on a schedule, with persistent state."""
+
+    job_type: ClassVar[JobType] = "continuous"
+    state: type[S]
+    schedule: Schedule
+    execute: Callable[[ContinuousContext[S]], Any]
+    start_immediately: bool = True
+    retry: Retry | None = None
+    on_retry_exhausted: Literal["continue", "terminate"] = "continue"
+    name: str = ""
+
+
+@attrs.frozen(eq=False)
+class DebounceDefinition(Generic[E, S]):
+    """A Debounce job: events fold into a state, flushed as one batch by ``execute``."""
+
+    job_type: ClassVar[JobType] = "debounce"
+    event: type[E]
+    state: type[S]
+    execute: Callable[[DebounceContext[S]], Any]
+    flush_after: Duration
+    on_event: Callable[[DebounceEventContext[E, S]], Any] | None = None
+    initial_state: Any = None
+    max_events: int | None = None
+    quiet_period: Duration | None = None
+    retry: Retry | None = None
+    name: str = ""
+
+    def initial(self) -> S | None:
+        """The state the first event of a batch sees (a factory is called each time)."""
+        value = self.initial_state
+        return value() if callable(value) else value  # type: ignore[no-any-return]
+
+
+@attrs.frozen(eq=False)
+class TaskDefinition(Generic[S, E]):
+    """A Task job: an event-driven state machine that schedules its own ``execute``."""
+
+    job_type: ClassVar[JobType] = "task"
+    state: type[S]
+    event: type[E]
+    on_event: Callable[[TaskContext[S, E]], Any]
+    execute: Callable[[TaskContext[S, E]], Any]
+    on_idle: Callable[[TaskContext[S, E]], Any] | None = None
+    on_error: Callable[[TaskContext[S, E]], Any] | None = None
+    retry: Retry | None = None
+    name: str = ""
+
+
+Definition = ContinuousDefinition[Any] | DebounceDefinition[Any, Any] | TaskDefinition[Any, Any]
+
+
+class Continuous:
+    """Recurring work on a fixed-rate or cron schedule.
+
+    >>> import attrs
+    >>> @attrs.frozen
+    ... class Counter:
+    ...     count: int
+    >>> ticker = Continuous.make(
+    ...     state=Counter,
+    ...     schedule=Continuous.every("30 minutes"),
+    ...     execute=lambda ctx: ctx.update_state(lambda s: Counter(s.count + 1)),
+    ... )
+    >>> ticker.schedule
+    Every(interval=1800000)
+    """
+
+    every = staticmethod(every)
+    cron = staticmethod(cron)
+
+    @staticmethod
+    def make(
+        *,
+        state: type[S],
+        schedule: Schedule,
+        execute: Callable[[ContinuousContext[S]], Any],
+        start_immediately: bool = True,
+        retry: Retry | None = None,
+        on_retry_exhausted: Literal["continue", "terminate"] = "continue",
+    ) -> ContinuousDefinition[S]:
+        _require_type(state, "Continuous state")
+        if not isinstance(schedule, Every | Cron):
+            raise DefinitionError(
+                "Continuous schedule must be Continuous.every(...) or Continuous.cron(...), "
+                f"got {schedule!r}"
+            )
+        _require_callable(execute, "Continuous execute")
+        if not isinstance(start_immediately, bool):
+            raise DefinitionError(f"start_immediately must be a bool, got {start_immediately!r}")
+        _require_retry(retry)
+        if on_retry_exhausted not in ("continue", "terminate"):
+            raise DefinitionError(
+                f"on_retry_exhausted must be 'continue' or 'terminate', got {on_retry_exhausted!r}"
+            )
+        return ContinuousDefinition(
+            state=state,
+            schedule=schedule,
+            execute=execute,
+            start_immediately=start_immediately,
+            retry=retry,
+            on_retry_exhausted=on_retry_exhausted,
+        )
+
+
+class Debounce:
+    """Events folded by a reducer and flushed as one batch.
+
+    >>> batcher = Debounce.make(event=int, execute=lambda ctx: None, flush_after="5 seconds")
+    >>> batcher.flush_after, batcher.state
+    (5000, <class 'int'>)
+    """
+
+    @overload
+    @staticmethod
+    def make(
+        *,
+        event: type[E],
+        execute: Callable[[DebounceContext[E]], Any],
+        flush_after: DurationLike,
+        state: None = None,
+        on_event: Callable[[DebounceEventContext[E, E]], Any] | None = None,
+        initial_state: E | Callable[[], E] | None = None,
+        max_events: int | None = None,
+        quiet_period: DurationLike | None = None,
+        retry: Retry | None = None,
+    ) -> DebounceDefinition[E, E]: ...
+
+    @overload
+    @staticmethod
+    def make(
+        *,
+        event: type[E],
+        execute: Callable[[DebounceContext[S]], Any],
+        flush_after: DurationLike,
+        state: type[S],
+        on_event: Callable[[DebounceEventContext[E, S]], Any] | None = None,
+        initial_state: S | Callable[[], S] | None = None,
+        max_events: int | None = None,
+        quiet_period: DurationLike | None = None,
+        retry: Retry | None = None,
+    ) -> DebounceDefinition[E, S]: ...
+
+    @staticmethod
+    def make(
+        *,
+        event: type[Any],
+        execute: Callable[[Any], Any],
+        flush_after: DurationLike,
+        state: type[Any] | None = None,
+        on_event: Callable[[Any], Any] | None = None,
+        initial_state: Any = None,
+        max_events: int | None = None,
+        quiet_period: DurationLike | None = None,
+        retry: Retry | None = None,
+    ) -> DebounceDefinition[Any, Any]:
+        _require_type(event, "Debounce event")
+        if state is not None:
+            _require_type(state, "Debounce state")
+        _require_callable(execute, "Debounce execute")
+        _require_callable(on_event, "Debounce on_event", optional=True)
+        window = parse_duration(flush_after, what="Debounce flush_after")
+        if window <= 0:
+            raise DefinitionError("Debounce flush_after must be positive")
+        if max_events is not None and (
+            isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1
+        ):
+            raise DefinitionError(f"Debounce max_events must be an int >= 1, got {max_events!r}")
+        quiet = None
+        if quiet_period is not None:
+            quiet = parse_duration(quiet_period, what="Debounce quiet_period")
+            if quiet <= 0:
+                raise DefinitionError("Debounce quiet_period must be positive")
+        if state is not None and state is not event and on_event is None:
+            raise DefinitionError(
+                "Debounce with a state type other than the event type needs an on_event reducer"
+            )
+        _require_retry(retry)
+        return DebounceDefinition(
+            event=event,
+            state=event if state is None else state,
+            execute=execute,
+            flush_after=window,
+            on_event=on_event,
+            initial_state=initial_state,
+            max_events=max_events,
+            quiet_period=quiet,
+            retry=retry,
+        )
+
+
+class Task:
+    """An event-driven state machine that schedules its own alarm.
+
+    >>> reminder = Task.make(state=str, event=str, on_event=lambda ctx: None,
+    ...                      execute=lambda ctx: None)
+    >>> reminder.on_idle is None
+    True
+    """
+
+    @staticmethod
+    def make(
+        *,
+        state: type[S],
+        event: type[E],
+        on_event: Callable[[TaskContext[S, E]], Any],
+        execute: Callable[[TaskContext[S, E]], Any],
+        on_idle: Callable[[TaskContext[S, E]], Any] | None = None,
+        on_error: Callable[[TaskContext[S, E]], Any] | None = None,
+        retry: Retry | None = None,
+    ) -> TaskDefinition[S, E]:
+        _require_type(state, "Task state")
+        _require_type(event, "Task event")
+        _require_callable(on_event, "Task on_event")
+        _require_callable(execute, "Task execute")
+        _require_callable(on_idle, "Task on_idle", optional=True)
+        _require_callable(on_error, "Task on_error", optional=True)
+        _require_retry(retry)
+        return TaskDefinition(
+            state=state,
+            event=event,
+            on_event=on_event,
+            execute=execute,
+            on_idle=on_idle,
+            on_error=on_error,
+            retry=retry,
+        )
+
+
+D = TypeVar("D", bound=Definition)
+
+
+class Jobs(Mapping[str, Definition]):
+    """The registry: job names (the keyword names) to definitions.
+
+    >>> jobs = Jobs(batcher=Debounce.make(event=int, execute=print, flush_after="1 s"))
+    >>> jobs["batcher"].name
+    'batcher'
+    """
+
+    def __init__(self, **definitions: Definition) -> None:
+        self._named: dict[str, Definition] = {}
+        self._by_object: dict[int, str] = {}
+        for name, definition in definitions.items():
+            if not isinstance(definition, ContinuousDefinition | DebounceDefinition | TaskDefinition):
+                raise DefinitionError(
+                    f"job {name!r} must be made with Continuous/Debounce/Task.make, got {definition!r}"
+                )
+            if id(definition) in self._by_object:
+                raise DefinitionError(
+                    f"the same definition is registered twice ({self._by_object[id(definition)]!r} "
+                    f"and {name!r}); make a second definition instead"
+                )
+            named = attrs.evolve(definition, name=name)
+            self._named[name] = named
+            self._by_object[id(definition)] = name
+            self._by_object[id(named)] = name
+
+    def __getitem__(self, name: str) -> Definition:
+        return self._named[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._named)
+
+    def __len__(self) -> int:
+        return len(self._named)
+
+    def resolve(self, job: str | D, kind: type[D]) -> D:
+        """The registered definition of kind ``kind`` named ``job`` (or registered as ``job``)."""
+        name = job if isinstance(job, str) else self._by_object.get(id(job))
+        label = kind.job_type
+        if name is None:
+            raise JobNotFoundError(f"Job not found: {label}/<unregistered definition>")
+        found = self._named.get(name)
+        if not isinstance(found, kind):
+            raise JobNotFoundError(f"Job not found: {label}/{name}")
+        return found

@@ -1,0 +1,190 @@
+"""Inputs to ``decide``: client requests, fired alarms and outcomes of user code.
+
+Theory of operation: inputs are past-tense facts or requests, all frozen values. Requests
+carry the user ``id`` of the instance they address and arrive already validated (the
+client structures events and inputs through the converter before building a request).
+An outcome of user code names the run it belongs to (``run_id``); an outcome for another
+run, or an alarm for a time the instance no longer waits for, is stale and is a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from durable_jobs._errors import ErrorInfo
+from durable_jobs._time import Instant
+
+__all__ = [
+    "AlarmFired",
+    "ContinuousGetState",
+    "ContinuousStart",
+    "ContinuousStatus",
+    "ContinuousTerminate",
+    "ContinuousTrigger",
+    "DebounceAdd",
+    "DebounceClear",
+    "DebounceFlush",
+    "DebounceGetState",
+    "DebounceStatus",
+    "Input",
+    "Outcome",
+    "Request",
+    "RunInterrupted",
+    "TaskGetState",
+    "TaskSend",
+    "TaskStatus",
+    "TaskTerminate",
+    "TaskTrigger",
+    "TerminateRequested",
+    "UserCodeFailed",
+    "UserCodeSucceeded",
+]
+
+
+@attrs.frozen
+class ContinuousStart:
+    id: str
+    input: Any
+
+
+@attrs.frozen
+class ContinuousTrigger:
+    id: str
+
+
+@attrs.frozen
+class ContinuousTerminate:
+    id: str
+    reason: str | None = None
+
+
+@attrs.frozen
+class ContinuousStatus:
+    id: str
+
+
+@attrs.frozen
+class ContinuousGetState:
+    id: str
+
+
+@attrs.frozen
+class DebounceAdd:
+    id: str
+    event: Any
+
+
+@attrs.frozen
+class DebounceFlush:
+    id: str
+
+
+@attrs.frozen
+class DebounceClear:
+    id: str
+
+
+@attrs.frozen
+class DebounceStatus:
+    id: str
+
+
+@attrs.frozen
+class DebounceGetState:
+    id: str
+
+
+@attrs.frozen
+class TaskSend:
+    id: str
+    event: Any
+
+
+@attrs.frozen
+class TaskTrigger:
+    id: str
+
+
+@attrs.frozen
+class TaskTerminate:
+    id: str
+
+
+@attrs.frozen
+class TaskStatus:
+    id: str
+
+
+@attrs.frozen
+class TaskGetState:
+    id: str
+
+
+@attrs.frozen
+class AlarmFired:
+    """The instance's alarm set for ``at`` went off."""
+
+    at: Instant
+
+
+ScheduleChange = Literal["keep", "set", "cancel"]
+
+
+@attrs.frozen(kw_only=True)
+class UserCodeSucceeded:
+    """The hook of run ``run_id`` returned; with what it asked for through its context."""
+
+    run_id: int
+    state_set: bool = False
+    state: Any = None
+    schedule: ScheduleChange = "keep"
+    schedule_at: Instant | None = None
+    duration_ms: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class UserCodeFailed:
+    """The hook of run ``run_id`` raised, returned a ``Failure``, or set an invalid state."""
+
+    run_id: int
+    error: ErrorInfo
+    duration_ms: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class TerminateRequested:
+    """The hook of run ``run_id`` called ``ctx.terminate(reason)``."""
+
+    run_id: int
+    reason: str | None = None
+    duration_ms: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class RunInterrupted:
+    """Run ``run_id`` never reported back (its worker died); it counts as a failure."""
+
+    run_id: int
+
+
+Outcome = UserCodeSucceeded | UserCodeFailed | TerminateRequested | RunInterrupted
+
+ContinuousRequest = (
+    ContinuousStart | ContinuousTrigger | ContinuousTerminate | ContinuousStatus | ContinuousGetState
+)
+DebounceRequest = DebounceAdd | DebounceFlush | DebounceClear | DebounceStatus | DebounceGetState
+TaskRequest = TaskSend | TaskTrigger | TaskTerminate | TaskStatus | TaskGetState
+Request = ContinuousRequest | DebounceRequest | TaskRequest
+Input = Request | AlarmFired | Outcome
+
+QUERY_TYPES: tuple[type, ...] = (
+    ContinuousStatus,
+    ContinuousGetState,
+    DebounceStatus,
+    DebounceGetState,
+    TaskStatus,
+    TaskGetState,
+)
+

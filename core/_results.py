@@ -1,0 +1,172 @@
+"""Results of client calls: frozen values, the ``Reply`` payloads of the core.
+
+Theory of operation: the fields are the snake_case of the original's response fields, and
+the status strings keep the original's values. Times are aware UTC ``datetime`` values,
+computed from ``Instant`` by pure arithmetic. A ``RequestFailed`` reply says that user
+code run on behalf of the request failed and nothing handled it; the client raises it as
+``UserCodeError`` (or ``ValidationError`` for a state of the wrong type).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import attrs
+
+from durable_jobs._errors import ErrorInfo
+from durable_jobs._telemetry import FlushReason
+
+__all__ = [
+    "ContinuousStartResult",
+    "ContinuousStatusResult",
+    "ContinuousTerminateResult",
+    "ContinuousTriggerResult",
+    "DeadLetter",
+    "DebounceAddResult",
+    "DebounceClearResult",
+    "DebounceFlushResult",
+    "DebounceStatusResult",
+    "RequestFailed",
+    "StateResult",
+    "TaskSendResult",
+    "TaskStatusResult",
+    "TaskTerminateResult",
+    "TaskTriggerResult",
+]
+
+P = TypeVar("P")
+
+
+@attrs.frozen
+class ContinuousStartResult:
+    instance_id: str
+    created: bool
+    status: Literal["running", "terminated"]
+
+
+@attrs.frozen
+class ContinuousTriggerResult:
+    triggered: bool
+    terminated: bool = False
+    retry_scheduled: bool = False
+
+
+@attrs.frozen
+class ContinuousTerminateResult:
+    terminated: bool
+    reason: str | None
+
+
+@attrs.frozen
+class ContinuousStatusResult:
+    status: Literal["running", "not_found"]
+    next_run_at: datetime | None = None
+    run_count: int | None = None
+    attempt: int | None = None
+
+
+@attrs.frozen
+class DebounceAddResult:
+    instance_id: str
+    event_count: int
+    will_flush_at: datetime | None
+    created: bool
+    retry_scheduled: bool = False
+
+
+@attrs.frozen
+class DebounceFlushResult:
+    flushed: bool
+    event_count: int
+    reason: FlushReason | Literal["empty"]
+    retry_scheduled: bool = False
+
+
+@attrs.frozen
+class DebounceClearResult:
+    cleared: bool
+    discarded_events: int
+
+
+@attrs.frozen
+class DebounceStatusResult:
+    status: Literal["debouncing", "idle", "not_found"]
+    event_count: int | None = None
+    started_at: datetime | None = None
+    will_flush_at: datetime | None = None
+
+
+@attrs.frozen
+class TaskSendResult:
+    instance_id: str
+    created: bool
+    scheduled_at: datetime | None
+
+
+@attrs.frozen
+class TaskTriggerResult:
+    instance_id: str
+    triggered: bool
+
+
+@attrs.frozen
+class TaskTerminateResult:
+    instance_id: str
+    terminated: bool
+
+
+@attrs.frozen
+class TaskStatusResult:
+    status: Literal["active", "idle", "not_found"]
+    scheduled_at: datetime | None = None
+    created_at: datetime | None = None
+    event_count: int | None = None
+    execute_count: int | None = None
+
+
+@attrs.frozen
+class StateResult:
+    """The state of an instance, or ``None`` when there is no instance."""
+
+    state: Any
+
+
+@attrs.frozen
+class RequestFailed:
+    """User code run for a request failed and nothing handled it."""
+
+    hook: str
+    error: ErrorInfo
+
+
+@attrs.frozen
+class DeadLetter(Generic[P]):
+    """A failed payload kept after its last attempt: a state, a batch or an event."""
+
+    job_type: str
+    job_name: str
+    id: str
+    instance_id: str
+    payload: P
+    error: ErrorInfo
+    attempts: int
+    failed_at: datetime
+
+
+Reply = (
+    ContinuousStartResult
+    | ContinuousTriggerResult
+    | ContinuousTerminateResult
+    | ContinuousStatusResult
+    | DebounceAddResult
+    | DebounceFlushResult
+    | DebounceClearResult
+    | DebounceStatusResult
+    | TaskSendResult
+    | TaskTriggerResult
+    | TaskTerminateResult
+    | TaskStatusResult
+    | StateResult
+    | RequestFailed
+)

@@ -1,0 +1,372 @@
+"""The job runtime: the lifecycle every job type shares, written once.
+
+Theory of operation. Every snapshot carries the same lifecycle fields:
+
+* ``attempts`` (``Attempts``): the attempt that runs next, when the current failure
+  sequence began, and the time of a pending retry;
+* ``in_flight`` (``InFlight``): the run of user code that has started and not reported
+  back, with a ``run_id`` that outcomes must quote;
+* ``alarm_at``: the instance's one alarm, and ``version``: bumped on every commit.
+
+A job type module supplies only its own rules: what a request means, what its alarm time
+is (``desired_alarm``), and what to do after a success, a scheduled retry, an exhausted
+run or a terminate. This module does the rest, for all of them:
+
+* ``begin_run`` records an attempt as started (and, for runs that own a retry policy,
+  commits that record *before* user code runs, so a crash mid-run counts as a failed
+  attempt) and emits ``RunUserCode``;
+* ``match_outcome`` drops stale outcomes (wrong ``run_id``, instance gone) and turns an
+  interrupted run into a failure value;
+* ``decide_failure`` applies the retry policy: ``max_attempts`` counts total executions,
+  backoff with deterministic jitter, ``max_duration`` measured from the start of the
+  failure sequence;
+* ``failure_effects`` writes the telemetry (``job.failed`` with the real error every time,
+  ``job.retryExhausted`` with the real reason, ``job.deadLettered``) and the dead-letter
+  record;
+* ``commit`` derives the alarm from the snapshot (no alarm while a run is in flight; the
+  retry time wins while a retry is pending) and emits ``Persist`` plus the alarm command
+  only when the alarm changed. This is the one place alarms are decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol, TypeVar
+
+import attrs
+
+from durable_jobs._commands import (
+    CancelAlarm,
+    Command,
+    Emit,
+    Hook,
+    Persist,
+    Purge,
+    RecordDeadLetter,
+    Reply,
+    RunUserCode,
+    ScheduleAlarm,
+    ScheduleRetry,
+)
+from durable_jobs._errors import ErrorInfo
+from durable_jobs._inputs import (
+    Outcome,
+    RunInterrupted,
+    TerminateRequested,
+    UserCodeFailed,
+    UserCodeSucceeded,
+)
+from durable_jobs._keys import InstanceKey
+from durable_jobs._results import DeadLetter, Reply as ReplyValue
+from durable_jobs._retry import NO_RETRY, Retry, jittered
+from durable_jobs._telemetry import (
+    ExhaustionReason,
+    FlushReason,
+    JobDeadLettered,
+    JobExecuted,
+    JobFailed,
+    JobRetryExhausted,
+    JobTerminated,
+    base_fields,
+)
+from durable_jobs._time import Instant, to_datetime
+
+__all__ = [
+    "Attempts",
+    "Exhausted",
+    "InFlight",
+    "Origin",
+    "RetryAt",
+    "Transition",
+]
+
+Origin = Literal["alarm", "start", "trigger", "add", "flush", "send"]
+
+INTERRUPTED = ErrorInfo(
+    type="Interrupted", message="the run did not report back: its worker stopped during the run"
+)
+
+
+@attrs.frozen
+class Attempts:
+    """Where the instance is in a failure sequence.
+
+    ``attempt`` is the number of the attempt that runs next (1 when no failure is
+    pending); ``retry_at`` is set while a retry waits for its alarm.
+    """
+
+    attempt: int = 1
+    sequence_started_at: Instant | None = None
+    retry_at: Instant | None = None
+
+
+FRESH = Attempts()
+
+
+@attrs.frozen
+class InFlight:
+    """A run of user code that has started and not yet reported back."""
+
+    run_id: int
+    hook: Hook
+    attempt: int
+    started_at: Instant
+    origin: Origin
+    created: bool = False
+    flush_reason: FlushReason | None = None
+    error_source: Literal["onEvent", "execute"] | None = None
+
+
+@attrs.frozen
+class Transition:
+    """The next snapshot (``None`` when the instance is gone) and the commands to run."""
+
+    snapshot: Any
+    commands: tuple[Command, ...]
+
+
+class LifecycleSnapshot(Protocol):
+    @property
+    def key(self) -> InstanceKey: ...
+    @property
+    def attempts(self) -> Attempts: ...
+    @property
+    def in_flight(self) -> InFlight | None: ...
+    @property
+    def alarm_at(self) -> Instant | None: ...
+    @property
+    def version(self) -> int: ...
+
+
+SnapshotT = TypeVar("SnapshotT", bound=LifecycleSnapshot)
+
+
+# ---------------------------------------------------------------------------- commits
+
+
+def commit(
+    desired_alarm: Callable[[SnapshotT], Instant | None],
+    after: SnapshotT,
+    effects: Sequence[Command] = (),
+    *,
+    run: RunUserCode | None = None,
+    reply: ReplyValue | None = None,
+) -> Transition:
+    """Persist ``after``: derive its alarm, bump its version, and emit the commands.
+
+    ``after.alarm_at`` must still hold the alarm that is currently set (the one stored
+    before this transition), so that only a change produces an alarm command.
+    """
+    alarm = None if after.in_flight is not None else desired_alarm(after)
+    commands: list[Command] = list(effects)
+    if alarm != after.alarm_at:
+        if alarm is None:
+            commands.append(CancelAlarm())
+        elif alarm == after.attempts.retry_at:
+            commands.append(ScheduleRetry(alarm, after.attempts.attempt))
+        else:
+            commands.append(ScheduleAlarm(alarm))
+    stored = attrs.evolve(after, alarm_at=alarm, version=after.version + 1)  # type: ignore[misc]
+    commands.insert(len(effects), Persist(stored))
+    if run is not None:
+        commands.append(run)
+    if reply is not None:
+        commands.append(Reply(reply))
+    return Transition(stored, tuple(commands))
+
+
+def keep(snapshot: Any, effects: Sequence[Command] = (), reply: ReplyValue | None = None) -> Transition:
+    """A transition that writes no snapshot (a query, a stale input, a rejected run)."""
+    commands = tuple(effects) if reply is None else (*effects, Reply(reply))
+    return Transition(snapshot, commands)
+
+
+def purge(
+    key: InstanceKey, effects: Sequence[Command] = (), reply: ReplyValue | None = None
+) -> Transition:
+    """Delete the instance (snapshot and alarm)."""
+    commands: tuple[Command, ...] = (*effects, Purge(key))
+    if reply is not None:
+        commands = (*commands, Reply(reply))
+    return Transition(None, commands)
+
+
+# ------------------------------------------------------------------------------- runs
+
+
+def begin_run(
+    snapshot: SnapshotT,
+    *,
+    hook: Hook,
+    origin: Origin,
+    now: Instant,
+    attempt: int = 1,
+    created: bool = False,
+    flush_reason: FlushReason | None = None,
+    error_source: Literal["onEvent", "execute"] | None = None,
+) -> SnapshotT:
+    """The snapshot with a run marked in flight (and a failure sequence opened)."""
+    in_flight = InFlight(
+        run_id=snapshot.version + 1,
+        hook=hook,
+        attempt=attempt,
+        started_at=now,
+        origin=origin,
+        created=created,
+        flush_reason=flush_reason,
+        error_source=error_source,
+    )
+    attempts = snapshot.attempts
+    if hook == "execute":
+        started = now if attempt == 1 else attempts.sequence_started_at
+        attempts = Attempts(attempt=attempt, sequence_started_at=started, retry_at=None)
+    return attrs.evolve(snapshot, in_flight=in_flight, attempts=attempts)  # type: ignore[misc]
+
+
+def match_outcome(
+    snapshot: LifecycleSnapshot | None, outcome: Outcome
+) -> tuple[InFlight, UserCodeSucceeded | UserCodeFailed | TerminateRequested] | None:
+    """The in-flight run an outcome belongs to, or ``None`` when the outcome is stale."""
+    if snapshot is None or snapshot.in_flight is None:
+        return None
+    if snapshot.in_flight.run_id != outcome.run_id:
+        return None
+    if isinstance(outcome, RunInterrupted):
+        return snapshot.in_flight, UserCodeFailed(run_id=outcome.run_id, error=INTERRUPTED)
+    return snapshot.in_flight, outcome
+
+
+def settled(snapshot: SnapshotT) -> SnapshotT:
+    """The snapshot with no run in flight and no failure pending."""
+    return attrs.evolve(snapshot, in_flight=None, attempts=FRESH)  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@attrs.frozen
+class RetryAt:
+    at: Instant
+    attempt: int
+
+
+@attrs.frozen
+class Exhausted:
+    reason: ExhaustionReason
+    attempts: int
+
+
+def decide_failure(
+    policy: Retry | None, key: InstanceKey, attempts: Attempts, attempt: int, now: Instant
+) -> RetryAt | Exhausted:
+    """Retry or give up after failed attempt ``attempt``, by the shared policy rules."""
+    rules = policy if policy is not None else NO_RETRY
+    if attempt >= rules.max_attempts:
+        return Exhausted("max_attempts", attempt)
+    delay = rules.backoff.delay(attempt)
+    if rules.jitter:
+        delay = jittered(delay, key.instance_id, attempt)
+    at = Instant(now + delay)
+    started = attempts.sequence_started_at if attempts.sequence_started_at is not None else now
+    if rules.max_duration is not None and at - started > rules.max_duration:
+        return Exhausted("max_duration", attempt)
+    return RetryAt(at, attempt + 1)
+
+
+def success_effects(
+    key: InstanceKey, run: InFlight, outcome: UserCodeSucceeded, run_count: int, now: Instant
+) -> list[Command]:
+    return [
+        Emit(
+            JobExecuted(
+                **base_fields(key, now),
+                hook=run.hook,
+                run_count=run_count,
+                attempt=run.attempt,
+                duration_ms=outcome.duration_ms,
+            )
+        )
+    ]
+
+
+def failure_effects(
+    key: InstanceKey,
+    run: InFlight,
+    error: ErrorInfo,
+    decision: RetryAt | Exhausted | None,
+    run_count: int,
+    now: Instant,
+    payload: Any = None,
+) -> list[Command]:
+    """Telemetry (and the dead letter) for a failed run.
+
+    ``decision`` is ``None`` for hooks that are never retried nor dead-lettered (a
+    request's ``on_event``, ``on_idle``, ``on_error``).
+    """
+    base = base_fields(key, now)
+    retry = decision if isinstance(decision, RetryAt) else None
+    effects: list[Command] = [
+        Emit(
+            JobFailed(
+                **base,
+                hook=run.hook,
+                run_count=run_count,
+                attempt=run.attempt,
+                will_retry=retry is not None,
+                next_attempt=None if retry is None else retry.attempt,
+                retry_at=None if retry is None else retry.at,
+                error=error,
+            )
+        )
+    ]
+    if isinstance(decision, Exhausted):
+        effects.append(
+            Emit(JobRetryExhausted(**base, attempts=decision.attempts, reason=decision.reason))
+        )
+        effects.append(
+            RecordDeadLetter(
+                DeadLetter(
+                    job_type=key.job_type,
+                    job_name=key.job_name,
+                    id=key.id,
+                    instance_id=key.instance_id,
+                    payload=payload,
+                    error=error,
+                    attempts=decision.attempts,
+                    failed_at=to_datetime(now),
+                )
+            )
+        )
+        effects.append(Emit(JobDeadLettered(**base, attempts=decision.attempts, error=error)))
+    return effects
+
+
+def with_retry(snapshot: SnapshotT, retry: RetryAt) -> SnapshotT:
+    """The snapshot waiting for ``retry``; the failed run's changes are dropped."""
+    attempts = Attempts(
+        attempt=retry.attempt,
+        sequence_started_at=snapshot.attempts.sequence_started_at,
+        retry_at=retry.at,
+    )
+    return attrs.evolve(snapshot, in_flight=None, attempts=attempts)  # type: ignore[misc]
+
+
+def terminated_effects(
+    key: InstanceKey, reason: str | None, run_count: int, now: Instant
+) -> list[Command]:
+    return [Emit(JobTerminated(**base_fields(key, now), reason=reason, run_count=run_count))]
+
+
+def run_command(snapshot: LifecycleSnapshot, **context: Any) -> RunUserCode:
+    """The ``RunUserCode`` command for the run now marked in flight on ``snapshot``."""
+    run = snapshot.in_flight
+    assert run is not None
+    return RunUserCode(
+        key=snapshot.key,
+        hook=run.hook,
+        run_id=run.run_id,
+        attempt=run.attempt,
+        flush_reason=run.flush_reason,
+        error_source=run.error_source,
+        **context,
+    )

@@ -1,0 +1,324 @@
+"""Task: the rules of an event-driven state machine. The lifecycle is in ``_runtime``.
+
+Theory of operation. A Task snapshot holds the user state (``None`` until a handler sets
+one), the counters, and ``scheduled_at``, the time the user asked ``execute`` to run.
+The alarm is the earlier of that time and a pending retry.
+
+* ``send`` runs ``on_event`` before anything is written. Its changes (state, schedule)
+  are committed when it succeeds. When it fails, ``on_error`` handles it if defined;
+  otherwise the caller gets the error and nothing is stored (telemetry aside).
+* The alarm runs ``execute``; the stored schedule is cleared when its alarm fires (p-8),
+  so a handler that schedules nothing leaves the task idle. ``trigger`` runs ``execute``
+  now and leaves the schedule alone. A run started while a retry is pending is that
+  retry's attempt.
+* ``execute`` may have a ``retry`` policy. Its final failure writes the state to the
+  dead-letter store, then ``on_error`` runs if defined. The task lives on.
+* ``on_idle`` runs after any handler (``on_event``, ``execute``, ``on_error``) that leaves
+  nothing scheduled and no retry pending (p-8). Failures of ``on_idle`` and ``on_error``
+  are recorded (``job.failed``) and change nothing.
+* A failed handler's buffered changes are dropped: ``on_error`` sees the state as it was
+  before the failed handler.
+* ``ctx.terminate()`` in any hook and the client's ``terminate`` purge the instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+import attrs
+from returns.result import Failure, Result, Success
+
+from durable_jobs import _runtime as rt
+from durable_jobs._commands import Command, Emit
+from durable_jobs._definitions import TaskDefinition
+from durable_jobs._errors import ErrorInfo, Rejection
+from durable_jobs._inputs import (
+    AlarmFired,
+    Input,
+    RunInterrupted,
+    TaskGetState,
+    TaskSend,
+    TaskStatus,
+    TaskTerminate,
+    TaskTrigger,
+    TerminateRequested,
+    UserCodeFailed,
+    UserCodeSucceeded,
+)
+from durable_jobs._keys import InstanceKey
+from durable_jobs._results import (
+    Reply,
+    RequestFailed,
+    StateResult,
+    TaskSendResult,
+    TaskStatusResult,
+    TaskTerminateResult,
+    TaskTriggerResult,
+)
+from durable_jobs._telemetry import TaskScheduled, base_fields
+from durable_jobs._time import Instant, to_datetime
+
+__all__ = ["TaskSnapshot", "decide_task"]
+
+S = TypeVar("S")
+
+Trigger = Literal["event", "execute", "idle", "error"]
+
+
+@attrs.frozen
+class TaskSnapshot(Generic[S]):
+    key: InstanceKey
+    created_at: Instant
+    state: S | None = None
+    event_count: int = 0
+    execute_count: int = 0
+    scheduled_at: Instant | None = None
+    attempts: rt.Attempts = rt.FRESH
+    in_flight: rt.InFlight | None = None
+    alarm_at: Instant | None = None
+    version: int = 0
+
+
+def _alarm(snapshot: TaskSnapshot[Any]) -> Instant | None:
+    times = [t for t in (snapshot.attempts.retry_at, snapshot.scheduled_at) if t is not None]
+    return min(times) if times else None
+
+
+def _busy(key: InstanceKey) -> Result[rt.Transition, Rejection]:
+    return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
+
+
+def _command(snapshot: TaskSnapshot[Any], **extra: Any) -> Command:
+    return rt.run_command(
+        snapshot,
+        state=snapshot.state,
+        event_count=snapshot.event_count,
+        execute_count=snapshot.execute_count,
+        created_at=snapshot.created_at,
+        scheduled_at=snapshot.scheduled_at,
+        **extra,
+    )
+
+
+def _execute(
+    snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant
+) -> rt.Transition:
+    retrying = snapshot.attempts.retry_at is not None
+    counted = snapshot if retrying else attrs.evolve(snapshot, execute_count=snapshot.execute_count + 1)
+    running = rt.begin_run(
+        counted,
+        hook="execute",
+        origin=origin,
+        now=now,
+        attempt=snapshot.attempts.attempt if retrying else 1,
+    )
+    return rt.commit(_alarm, running, [], run=_command(running))
+
+
+def decide_task(
+    definition: TaskDefinition[S, Any],
+    snapshot: TaskSnapshot[S] | None,
+    input_: Input,
+    now: Instant,
+) -> Result[rt.Transition, Rejection]:
+    match input_:
+        case TaskSend(id=id_, event=event):
+            if snapshot is not None and snapshot.in_flight is not None:
+                return _busy(snapshot.key)
+            created = snapshot is None
+            task = snapshot or TaskSnapshot(key=InstanceKey("task", definition.name, id_), created_at=now)
+            handling = rt.begin_run(task, hook="on_event", origin="send", now=now, created=created)
+            command = _command(handling, event=event, event_count=task.event_count + 1)
+            return Success(rt.keep(handling, [command]))
+
+        case TaskTrigger(id=id_):
+            if snapshot is None:
+                missing = InstanceKey("task", definition.name, id_).instance_id
+                return Success(rt.keep(None, reply=TaskTriggerResult(missing, False)))
+            if snapshot.in_flight is not None:
+                return _busy(snapshot.key)
+            return Success(_execute(snapshot, origin="trigger", now=now))
+
+        case TaskTerminate(id=id_):
+            if snapshot is None:
+                missing = InstanceKey("task", definition.name, id_).instance_id
+                return Success(rt.keep(None, reply=TaskTerminateResult(missing, False)))
+            effects = rt.terminated_effects(snapshot.key, None, snapshot.execute_count, now)
+            reply = TaskTerminateResult(snapshot.key.instance_id, True)
+            return Success(rt.purge(snapshot.key, effects, reply))
+
+        case TaskStatus():
+            if snapshot is None:
+                return Success(rt.keep(None, reply=TaskStatusResult("not_found")))
+            at = snapshot.scheduled_at
+            return Success(
+                rt.keep(
+                    snapshot,
+                    reply=TaskStatusResult(
+                        "active" if at is not None else "idle",
+                        scheduled_at=None if at is None else to_datetime(at),
+                        created_at=to_datetime(snapshot.created_at),
+                        event_count=snapshot.event_count,
+                        execute_count=snapshot.execute_count,
+                    ),
+                )
+            )
+
+        case TaskGetState():
+            state = None if snapshot is None else snapshot.state
+            return Success(rt.keep(snapshot, reply=StateResult(state)))
+
+        case AlarmFired(at=at):
+            if snapshot is None or snapshot.in_flight is not None or snapshot.alarm_at != at:
+                return Success(rt.keep(snapshot))
+            due = snapshot
+            if snapshot.scheduled_at is not None and snapshot.scheduled_at <= now:
+                due = attrs.evolve(snapshot, scheduled_at=None)
+            return Success(_execute(due, origin="alarm", now=now))
+
+        case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
+            matched = rt.match_outcome(snapshot, input_)
+            if matched is None or snapshot is None:
+                return Success(rt.keep(snapshot))
+            return Success(_after_run(definition, snapshot, *matched, now))
+
+        case _:
+            return Failure(Rejection("wrong_job_type", f"task jobs do not take {input_!r}"))
+
+
+def _reply(run: rt.InFlight, snapshot: TaskSnapshot[Any] | None, key: InstanceKey) -> Reply | None:
+    if run.origin == "send":
+        at = None if snapshot is None else snapshot.scheduled_at
+        return TaskSendResult(
+            key.instance_id, created=run.created, scheduled_at=None if at is None else to_datetime(at)
+        )
+    if run.origin == "trigger":
+        return TaskTriggerResult(key.instance_id, True)
+    return None
+
+
+def _applied(
+    snapshot: TaskSnapshot[Any], outcome: UserCodeSucceeded, trigger: Trigger, now: Instant
+) -> tuple[TaskSnapshot[Any], list[Command]]:
+    """The snapshot with a successful handler's buffered changes, and their telemetry."""
+    changed = snapshot
+    effects: list[Command] = []
+    if outcome.state_set:
+        changed = attrs.evolve(changed, state=outcome.state)
+    if outcome.schedule == "cancel":
+        changed = attrs.evolve(changed, scheduled_at=None)
+    elif outcome.schedule == "set" and outcome.schedule_at is not None:
+        changed = attrs.evolve(changed, scheduled_at=outcome.schedule_at)
+        event = TaskScheduled(
+            **base_fields(snapshot.key, now), scheduled_at=outcome.schedule_at, trigger=trigger
+        )
+        effects.append(Emit(event))
+    return changed, effects
+
+
+def _continue(
+    definition: TaskDefinition[Any, Any],
+    snapshot: TaskSnapshot[Any],
+    run: rt.InFlight,
+    effects: list[Command],
+    reason: Literal["onEvent", "execute", "onError"],
+    now: Instant,
+) -> rt.Transition:
+    """Commit a finished handler; run ``on_idle`` next when nothing is pending."""
+    done = attrs.evolve(snapshot, in_flight=None)
+    idle = done.scheduled_at is None and done.attempts.retry_at is None
+    if idle and definition.on_idle is not None:
+        idling = rt.begin_run(done, hook="on_idle", origin=run.origin, now=now, created=run.created)
+        return rt.commit(_alarm, idling, effects, run=_command(idling, idle_reason=reason))
+    return rt.commit(_alarm, done, effects, reply=_reply(run, done, done.key))
+
+
+def _on_error(
+    definition: TaskDefinition[Any, Any],
+    snapshot: TaskSnapshot[Any],
+    run: rt.InFlight,
+    effects: list[Command],
+    error: ErrorInfo,
+    source: Literal["onEvent", "execute"],
+    now: Instant,
+    *,
+    persist: bool,
+) -> rt.Transition:
+    handling = rt.begin_run(
+        attrs.evolve(snapshot, in_flight=None),
+        hook="on_error",
+        origin=run.origin,
+        now=now,
+        created=run.created,
+        error_source=source,
+    )
+    command = _command(handling, error=error)
+    if persist:
+        return rt.commit(_alarm, handling, effects, run=command)
+    return rt.keep(handling, [*effects, command])
+
+
+def _after_run(
+    definition: TaskDefinition[Any, Any],
+    snapshot: TaskSnapshot[Any],
+    run: rt.InFlight,
+    outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
+    now: Instant,
+) -> rt.Transition:
+    key = snapshot.key
+    if isinstance(outcome, TerminateRequested):
+        effects = rt.terminated_effects(key, outcome.reason, snapshot.execute_count, now)
+        return rt.purge(key, effects, _reply(run, None, key))
+
+    # A send is accepted only once its handler (or on_error) succeeds: count it then.
+    accepted = snapshot
+    if run.origin == "send" and run.hook in ("on_event", "on_error"):
+        accepted = attrs.evolve(snapshot, event_count=snapshot.event_count + 1)
+
+    if isinstance(outcome, UserCodeSucceeded):
+        effects = rt.success_effects(key, run, outcome, snapshot.execute_count, now)
+        if run.hook == "execute":
+            accepted = attrs.evolve(accepted, attempts=rt.FRESH)
+        trigger: Trigger = {"on_event": "event", "execute": "execute", "on_idle": "idle", "on_error": "error"}[
+            run.hook
+        ]
+        changed, scheduled = _applied(accepted, outcome, trigger, now)
+        effects += scheduled
+        if run.hook == "on_idle":
+            done = attrs.evolve(changed, in_flight=None)
+            return rt.commit(_alarm, done, effects, reply=_reply(run, done, key))
+        reason: Literal["onEvent", "execute", "onError"] = (
+            "onEvent" if run.hook == "on_event" else "execute" if run.hook == "execute" else "onError"
+        )
+        return _continue(definition, changed, run, effects, reason, now)
+
+    error = outcome.error
+    if run.hook == "on_event":
+        effects = rt.failure_effects(key, run, error, None, snapshot.execute_count, now)
+        if definition.on_error is not None:
+            return _on_error(
+                definition, snapshot, run, effects, error, "onEvent", now, persist=False
+            )
+        before = None if run.created else attrs.evolve(snapshot, in_flight=None)
+        return rt.keep(before, effects, RequestFailed(hook="on_event", error=error))
+
+    if run.hook == "execute":
+        decision = rt.decide_failure(definition.retry, key, snapshot.attempts, run.attempt, now)
+        effects = rt.failure_effects(
+            key, run, error, decision, snapshot.execute_count, now, payload=snapshot.state
+        )
+        if isinstance(decision, rt.RetryAt):
+            waiting = rt.with_retry(snapshot, decision)
+            return rt.commit(_alarm, waiting, effects, reply=_reply(run, waiting, key))
+        done = rt.settled(snapshot)
+        if definition.on_error is not None:
+            return _on_error(definition, done, run, effects, error, "execute", now, persist=True)
+        return _continue(definition, done, run, effects, "execute", now)
+
+    # on_idle or on_error failed: recorded, nothing changes.
+    effects = rt.failure_effects(key, run, error, None, snapshot.execute_count, now)
+    if run.hook == "on_error" and run.error_source == "onEvent":
+        before = None if run.created else attrs.evolve(snapshot, in_flight=None)
+        return rt.keep(before, effects, RequestFailed(hook="on_error", error=error))
+    done = attrs.evolve(snapshot, in_flight=None)
+    return rt.commit(_alarm, done, effects, reply=_reply(run, done, key))

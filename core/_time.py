@@ -1,0 +1,126 @@
+"""Points in time and lengths of time.
+
+Theory of operation: the core never reads a clock. Time arrives as an ``Instant``, an
+integer count of milliseconds since the Unix epoch (UTC), and lengths of time are
+``Duration`` values, also integer milliseconds. Both are ``NewType``s over ``int`` so they
+cost nothing at run time, while mypy keeps a duration from being passed where a point in
+time is meant (the original took bare numbers as timestamps, pitfall p-1).
+
+Users write durations as ``timedelta`` values or strings such as ``"30 minutes"`` or
+``"5s"``. A bare number is refused wherever a duration is meant, because its unit would be
+unsaid. Durations are whole milliseconds; a string that names a fraction of a millisecond
+is refused rather than rounded, so what a user wrote is what runs.
+
+Conversion to aware ``datetime`` values is pure arithmetic (no clock is read).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import NewType
+
+from durable_jobs._errors import DefinitionError
+
+__all__ = [
+    "Duration",
+    "DurationLike",
+    "Instant",
+    "from_datetime",
+    "parse_duration",
+    "to_datetime",
+]
+
+Instant = NewType("Instant", int)
+"""Milliseconds since 1970-01-01T00:00:00Z."""
+
+Duration = NewType("Duration", int)
+"""A length of time in whole milliseconds, never negative."""
+
+DurationLike = timedelta | str
+"""What users may write where a duration is meant."""
+
+_UNIT_MS: dict[str, int] = {}
+for _names, _ms in (
+    (("ms", "milli", "millis", "millisecond", "milliseconds", "msec", "msecs"), 1),
+    (("s", "sec", "secs", "second", "seconds"), 1_000),
+    (("m", "min", "mins", "minute", "minutes"), 60_000),
+    (("h", "hr", "hrs", "hour", "hours"), 3_600_000),
+    (("d", "day", "days"), 86_400_000),
+    (("w", "week", "weeks"), 604_800_000),
+):
+    for _name in _names:
+        _UNIT_MS[_name] = _ms
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_duration(value: DurationLike, *, what: str = "duration") -> Duration:
+    """Turn a ``timedelta`` or a ``"<number> <unit>"`` string into a ``Duration``.
+
+    Raises ``DefinitionError`` (a ``ValueError``) for anything else, including bare numbers.
+
+    >>> parse_duration("30 minutes")
+    1800000
+    >>> parse_duration("1.5 s")
+    1500
+    >>> parse_duration(timedelta(hours=2))
+    7200000
+    >>> parse_duration(5000)
+    Traceback (most recent call last):
+    ...
+    durable_jobs._errors.DefinitionError: duration: a bare number has no unit; write e.g. "5 seconds" or timedelta(seconds=5), got 5000
+    """
+    if isinstance(value, timedelta):
+        total = value // timedelta(milliseconds=1)
+        if value % timedelta(milliseconds=1):
+            raise DefinitionError(f"{what}: {value!r} is not a whole number of milliseconds")
+        if total < 0:
+            raise DefinitionError(f"{what}: must not be negative, got {value!r}")
+        return Duration(total)
+    if isinstance(value, bool) or isinstance(value, int | float):
+        raise DefinitionError(
+            f'{what}: a bare number has no unit; write e.g. "5 seconds" or '
+            f"timedelta(seconds=5), got {value!r}"
+        )
+    if not isinstance(value, str):
+        raise DefinitionError(
+            f"{what}: expected a timedelta or a string such as '30 minutes', got {value!r}"
+        )
+    match = _DURATION_RE.match(value)
+    if match is None:
+        raise DefinitionError(
+            f"{what}: cannot read {value!r}; write '<number> <unit>' with a unit among "
+            "ms, seconds, minutes, hours, days, weeks (or s, m, h, d, w)"
+        )
+    number, unit = match.group(1), match.group(2).lower()
+    unit_ms = _UNIT_MS.get(unit)
+    if unit_ms is None:
+        raise DefinitionError(f"{what}: unknown unit {match.group(2)!r} in {value!r}")
+    whole, _, frac = number.partition(".")
+    numerator = int(whole + frac) * unit_ms
+    denominator = 10 ** len(frac)
+    if numerator % denominator:
+        raise DefinitionError(f"{what}: {value!r} is not a whole number of milliseconds")
+    return Duration(numerator // denominator)
+
+
+def to_datetime(instant: Instant) -> datetime:
+    """The aware UTC ``datetime`` of an ``Instant`` (pure arithmetic, no clock).
+
+    >>> to_datetime(Instant(86_400_000))
+    datetime.datetime(1970, 1, 2, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    return _EPOCH + timedelta(milliseconds=instant)
+
+
+def from_datetime(value: datetime) -> Instant:
+    """The ``Instant`` of an aware ``datetime``; naive values are refused.
+
+    >>> from_datetime(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC))
+    1000
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise DefinitionError(f"expected an aware datetime (with a time zone), got {value!r}")
+    return Instant((value - _EPOCH) // timedelta(milliseconds=1))

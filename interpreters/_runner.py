@@ -1,0 +1,223 @@
+"""Running user code: the edge where exceptions become values.
+
+Theory of operation: ``prepare(definition, command, now)`` builds the context a
+``RunUserCode`` command names and calls the hook. What the hook returns may be a plain
+value, an awaitable (``async def``), or a ``returns`` container; ``complete`` turns the
+final value, or the exception, into an outcome input for the core:
+
+* a normal return → ``UserCodeSucceeded`` with what the context buffered (a Debounce
+  reducer's return value is its new state);
+* ``ctx.terminate()`` → ``TerminateRequested`` (it is a ``BaseException``, so user code
+  catching ``Exception`` cannot swallow it);
+* any ``Exception``, or a ``returns`` ``Failure`` → ``UserCodeFailed`` with an ``ErrorInfo``;
+* a state that does not fit the job's state type → ``UserCodeFailed`` of type
+  ``durable_jobs.ValidationError`` (the client raises ``ValidationError`` for it).
+
+Every interpreter shares this module. ``run_sync`` drives an awaitable to completion on a
+private event-loop thread, so it works inside an already running loop (Jupyter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from returns.io import IOFailure, IOResult, IOSuccess
+from returns.result import Failure, Result, Success
+from returns.unsafe import unsafe_perform_io
+
+from durable_jobs import (
+    ContinuousContext,
+    ContinuousDefinition,
+    DebounceContext,
+    DebounceDefinition,
+    DebounceEventContext,
+    Definition,
+    ErrorInfo,
+    Instant,
+    Outcome,
+    RunUserCode,
+    TaskContext,
+    TaskDefinition,
+    TerminateRequested,
+    TerminateSignal,
+    UserCodeFailed,
+    UserCodeSucceeded,
+    ValidationError,
+    validate,
+)
+from durable_jobs._client import INVALID_STATE
+from durable_jobs._context import ContextChanges
+
+__all__ = ["HookCall", "prepare", "run_sync"]
+
+
+class _UserFailure(Exception):
+    """A ``returns`` ``Failure`` that carried something other than an exception."""
+
+
+@attrs.define
+class HookCall:
+    """A started hook: its context and what the function returned (maybe awaitable)."""
+
+    definition: Definition
+    command: RunUserCode
+    context: Any
+    result: Any = None
+    error: BaseException | None = None
+
+    def complete(self, value: Any = None, error: BaseException | None = None) -> Outcome:
+        """The outcome of the hook, given its final value or the exception it raised."""
+        run_id = self.command.run_id
+        failure = error if error is not None else self.error
+        if failure is None:
+            try:
+                value = _unwrap(value)
+            except Exception as unwrapped:
+                failure = unwrapped
+        if isinstance(failure, TerminateSignal):
+            return TerminateRequested(run_id=run_id, reason=failure.reason)
+        if failure is not None:
+            return UserCodeFailed(run_id=run_id, error=ErrorInfo.from_exception(failure))
+        changes: ContextChanges = self.context.changes()
+        if isinstance(self.context, DebounceEventContext):
+            changes = ContextChanges(state_set=True, state=value)
+        state = changes.state
+        if changes.state_set:
+            try:
+                state = validate(state, self.definition.state, what=f"state set by {self.command.hook}")
+            except ValidationError as invalid:
+                return UserCodeFailed(run_id=run_id, error=ErrorInfo(INVALID_STATE, str(invalid)))
+        return UserCodeSucceeded(
+            run_id=run_id,
+            state_set=changes.state_set,
+            state=state,
+            schedule=changes.schedule,
+            schedule_at=changes.schedule_at,
+        )
+
+
+def _unwrap(value: Any) -> Any:
+    """The success value of a ``returns`` container; raise for a failure."""
+    if isinstance(value, IOResult):
+        if isinstance(value, IOFailure):
+            _raise(unsafe_perform_io(value.failure()))
+        assert isinstance(value, IOSuccess)
+        return unsafe_perform_io(value.unwrap())
+    if isinstance(value, Result):
+        if isinstance(value, Failure):
+            _raise(value.failure())
+        assert isinstance(value, Success)
+        return value.unwrap()
+    return value
+
+
+def _raise(inner: Any) -> None:
+    if isinstance(inner, BaseException):
+        raise inner
+    raise _UserFailure(repr(inner))
+
+
+def _context(definition: Definition, command: RunUserCode, now: Instant) -> Any:
+    key = command.key
+    if isinstance(definition, ContinuousDefinition):
+        return ContinuousContext(
+            key=key, now=now, state=command.state, run_count=command.run_count, attempt=command.attempt
+        )
+    if isinstance(definition, DebounceDefinition):
+        if command.hook == "on_event":
+            state = command.state if command.event_count > 1 else definition.initial()
+            return DebounceEventContext(
+                key=key, now=now, event=command.event, state=state, event_count=command.event_count
+            )
+        assert command.started_at is not None and command.flush_reason is not None
+        return DebounceContext(
+            key=key,
+            now=now,
+            state=command.state,
+            event_count=command.event_count,
+            started_at=command.started_at,
+            flush_reason=command.flush_reason,
+            attempt=command.attempt,
+        )
+    assert isinstance(definition, TaskDefinition) and command.created_at is not None
+    return TaskContext(
+        key=key,
+        now=now,
+        state=command.state,
+        event=command.event,
+        event_count=command.event_count,
+        execute_count=command.execute_count,
+        created_at=command.created_at,
+        scheduled_at=command.scheduled_at,
+        attempt=command.attempt,
+        idle_reason=command.idle_reason,
+        error=command.error,
+        error_source=command.error_source,
+    )
+
+
+def _hook(definition: Definition, command: RunUserCode) -> Callable[[Any], Any]:
+    fn = getattr(definition, command.hook, None)
+    if fn is None:  # pragma: no cover - the core only asks for hooks that exist
+        raise LookupError(f"job {definition.name!r} has no {command.hook}")
+    return fn  # type: ignore[no-any-return]
+
+
+def prepare(definition: Definition, command: RunUserCode, now: Instant) -> HookCall:
+    """Build the context and call the hook; an awaitable result is left to the caller."""
+    try:
+        context = _context(definition, command, now)
+    except Exception as error:  # e.g. an initial_state factory that raises
+        return HookCall(definition, command, _Empty(), error=error)
+    call = HookCall(definition, command, context)
+    try:
+        call.result = _hook(definition, command)(context)
+    except (Exception, TerminateSignal) as error:
+        call.error = error
+    return call
+
+
+@attrs.define
+class _Empty:
+    def changes(self) -> ContextChanges:
+        return ContextChanges()
+
+
+class _LoopThread:
+    """One private event loop on a daemon thread, for driving coroutines from sync code."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def run(self, awaitable: Awaitable[Any]) -> Any:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="durable-jobs-loop", daemon=True).start()
+                self._loop = loop
+        return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result()
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+_LOOP = _LoopThread()
+
+
+def run_sync(definition: Definition, command: RunUserCode, now: Instant) -> Outcome:
+    """Run a hook to completion from synchronous code and return its outcome."""
+    call = prepare(definition, command, now)
+    if call.error is not None or not inspect.isawaitable(call.result):
+        return call.complete(call.result)
+    try:
+        value = _LOOP.run(call.result)
+    except (Exception, TerminateSignal) as error:
+        return call.complete(error=error)
+    return call.complete(value)
