@@ -131,8 +131,8 @@ from durable_jobs._retry import (
 )
 from durable_jobs._runtime import Attempts, InFlight, Transition
 from durable_jobs._schedule import Cron, Every, Schedule
-from durable_jobs._task import TaskSnapshot
 from durable_jobs._serialization import Codec, make_converter, validate
+from durable_jobs._task import TaskSnapshot
 from durable_jobs._telemetry import (
     DebounceFlushed,
     DebounceStarted,
@@ -192,8 +192,8 @@ __all__ = [
     "DebounceStarted",
     "DebounceStatus",
     "DebounceStatusResult",
-    "DefinitionError",
     "Definition",
+    "DefinitionError",
     "Dispatcher",
     "DurableJobsError",
     "Duration",
@@ -204,8 +204,8 @@ __all__ = [
     "Hook",
     "InFlight",
     "Input",
-    "Instant",
     "InstanceKey",
+    "Instant",
     "JobDeadLettered",
     "JobExecuted",
     "JobFailed",
@@ -251,6 +251,7 @@ __all__ = [
     "TaskTriggerResult",
     "TelemetryEvent",
     "TerminateRequested",
+    "TerminateSignal",
     "Transition",
     "UserCodeError",
     "UserCodeFailed",

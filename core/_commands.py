@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import attrs
-
 from durable_jobs._errors import ErrorInfo
 from durable_jobs._keys import InstanceKey
-from durable_jobs._results import DeadLetter, Reply as ReplyValue
+from durable_jobs._results import DeadLetter
+from durable_jobs._results import Reply as ReplyValue
 from durable_jobs._telemetry import FlushReason, TelemetryEvent
 from durable_jobs._time import Instant
 

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, NoReturn, TypeVar
 
 import attrs
-
 from durable_jobs._errors import ErrorInfo
 from durable_jobs._keys import InstanceKey
 from durable_jobs._telemetry import FlushReason
@@ -322,4 +321,3 @@ class TaskContext(_MutableState[S], Generic[S, E]):
             schedule=self._schedule,
             schedule_at=self._scheduled_at if self._schedule == "set" else None,
         )
-

@@ -28,9 +28,8 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 import attrs
-from returns.result import Failure, Result, Success
-
 from durable_jobs import _runtime as rt
+from durable_jobs._commands import Command, Emit, RunUserCode
 from durable_jobs._definitions import ContinuousDefinition
 from durable_jobs._errors import Rejection
 from durable_jobs._inputs import (
@@ -57,6 +56,7 @@ from durable_jobs._results import (
 )
 from durable_jobs._telemetry import JobStarted, base_fields
 from durable_jobs._time import Instant, to_datetime
+from returns.result import Failure, Result, Success
 
 __all__ = ["ContinuousSnapshot", "decide_continuous"]
 
@@ -85,13 +85,13 @@ def _busy(key: InstanceKey) -> Result[rt.Transition, Rejection]:
     return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
 
 
-def _run(snapshot: ContinuousSnapshot[Any]) -> rt.RunUserCode:
+def _run(snapshot: ContinuousSnapshot[Any]) -> RunUserCode:
     return rt.run_command(snapshot, state=snapshot.state, run_count=snapshot.run_count)
 
 
 def _start_run(
     snapshot: ContinuousSnapshot[Any],
-    effects: list[rt.Command],
+    effects: list[Command],
     *,
     origin: rt.Origin,
     now: Instant,
@@ -109,14 +109,19 @@ def _reply(
 ) -> Reply | None:
     """The answer to the request that started ``run`` (none for an alarm)."""
     if run.origin == "start":
-        status = "terminated" if terminated else "running"
-        return ContinuousStartResult(instance_id=key.instance_id, created=True, status=status)
+        return ContinuousStartResult(
+            instance_id=key.instance_id,
+            created=True,
+            status="terminated" if terminated else "running",
+        )
     if run.origin == "trigger":
         return ContinuousTriggerResult(triggered=True, terminated=terminated, retry_scheduled=retry)
     return None
 
 
-def _next_slot(definition: ContinuousDefinition[Any], slot: Instant | None, now: Instant) -> Instant:
+def _next_slot(
+    definition: ContinuousDefinition[Any], slot: Instant | None, now: Instant
+) -> Instant:
     if slot is None:
         return definition.schedule.first_after(now)
     if slot > now:
@@ -135,7 +140,9 @@ def decide_continuous(
             key = InstanceKey("continuous", definition.name, id_)
             if snapshot is not None:
                 return Success(
-                    rt.keep(snapshot, reply=ContinuousStartResult(key.instance_id, False, "running"))
+                    rt.keep(
+                        snapshot, reply=ContinuousStartResult(key.instance_id, False, "running")
+                    )
                 )
             fresh = ContinuousSnapshot(
                 key=key,
@@ -143,11 +150,15 @@ def decide_continuous(
                 created_at=now,
                 next_slot=definition.schedule.first_after(now),
             )
-            effects: list[rt.Command] = [rt.Emit(JobStarted(**base_fields(key, now), input=value))]
+            effects: list[Command] = [Emit(JobStarted(**base_fields(key, now), input=value))]
             if definition.start_immediately:
                 return Success(
                     _start_run(
-                        attrs.evolve(fresh, run_count=1), effects, origin="start", now=now, created=True
+                        attrs.evolve(fresh, run_count=1),
+                        effects,
+                        origin="start",
+                        now=now,
+                        created=True,
                     )
                 )
             reply = ContinuousStartResult(key.instance_id, True, "running")
@@ -165,9 +176,7 @@ def decide_continuous(
             if snapshot is None:
                 return Success(rt.keep(None, reply=ContinuousTerminateResult(False, "not_found")))
             effects = rt.terminated_effects(snapshot.key, reason, snapshot.run_count, now)
-            return Success(
-                rt.purge(snapshot.key, effects, ContinuousTerminateResult(True, reason))
-            )
+            return Success(rt.purge(snapshot.key, effects, ContinuousTerminateResult(True, reason)))
 
         case ContinuousStatus():
             if snapshot is None:
@@ -186,14 +195,18 @@ def decide_continuous(
             )
 
         case ContinuousGetState():
-            return Success(rt.keep(snapshot, reply=StateResult(None if snapshot is None else snapshot.state)))
+            return Success(
+                rt.keep(snapshot, reply=StateResult(None if snapshot is None else snapshot.state))
+            )
 
         case AlarmFired(at=at):
             if snapshot is None or snapshot.in_flight is not None or snapshot.alarm_at != at:
                 return Success(rt.keep(snapshot))
             if snapshot.attempts.retry_at == at:
                 return Success(
-                    _start_run(snapshot, [], origin="alarm", now=now, attempt=snapshot.attempts.attempt)
+                    _start_run(
+                        snapshot, [], origin="alarm", now=now, attempt=snapshot.attempts.attempt
+                    )
                 )
             due = attrs.evolve(
                 snapshot,

@@ -28,8 +28,6 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 import attrs
-from returns.result import Failure, Result, Success
-
 from durable_jobs import _runtime as rt
 from durable_jobs._commands import Command, Emit
 from durable_jobs._definitions import DebounceDefinition
@@ -59,6 +57,7 @@ from durable_jobs._results import (
 )
 from durable_jobs._telemetry import DebounceFlushed, DebounceStarted, FlushReason, base_fields
 from durable_jobs._time import Instant, to_datetime
+from returns.result import Failure, Result, Success
 
 __all__ = ["DebounceSnapshot", "decide_debounce"]
 
@@ -83,7 +82,8 @@ class DebounceSnapshot(Generic[S]):
 def _deadlines(
     definition: DebounceDefinition[Any, Any], snapshot: DebounceSnapshot[Any]
 ) -> tuple[Instant, Instant | None]:
-    assert snapshot.started_at is not None and snapshot.last_event_at is not None
+    assert snapshot.started_at is not None
+    assert snapshot.last_event_at is not None
     hard = Instant(snapshot.started_at + definition.flush_after)
     quiet = definition.quiet_period
     return hard, None if quiet is None else Instant(snapshot.last_event_at + quiet)
@@ -204,9 +204,7 @@ def decide_debounce(
             if snapshot.in_flight is not None:
                 return _busy(snapshot.key)
             if snapshot.event_count == 0:
-                return Success(
-                    rt.purge(snapshot.key, reply=DebounceFlushResult(False, 0, "empty"))
-                )
+                return Success(rt.purge(snapshot.key, reply=DebounceFlushResult(False, 0, "empty")))
             return Success(
                 _flush_run(definition, snapshot, [], reason="manual", origin="flush", now=now)
             )
@@ -236,7 +234,9 @@ def decide_debounce(
             if reason is None:
                 hard, quiet = _deadlines(definition, snapshot)
                 reason = "quietPeriod" if quiet is not None and quiet < hard else "flushAfter"
-            return Success(_flush_run(definition, snapshot, [], reason=reason, origin="alarm", now=now))
+            return Success(
+                _flush_run(definition, snapshot, [], reason=reason, origin="alarm", now=now)
+            )
 
         case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
             matched = rt.match_outcome(snapshot, input_)
@@ -278,8 +278,12 @@ def _after_reduce(
         # A reducer asked to terminate: the event is dropped and the batch purged.
         effects = rt.terminated_effects(snapshot.key, outcome.reason, 0, now)
         if before is None:
-            return rt.keep(None, effects, DebounceAddResult(snapshot.key.instance_id, 0, None, False))
-        return rt.purge(snapshot.key, effects, DebounceAddResult(snapshot.key.instance_id, 0, None, False))
+            return rt.keep(
+                None, effects, DebounceAddResult(snapshot.key.instance_id, 0, None, False)
+            )
+        return rt.purge(
+            snapshot.key, effects, DebounceAddResult(snapshot.key.instance_id, 0, None, False)
+        )
     effects = rt.failure_effects(snapshot.key, run, outcome.error, None, 0, now)
     return rt.keep(before, effects, RequestFailed(hook="on_event", error=outcome.error))
 
@@ -303,7 +307,10 @@ def _after_flush(
         effects.append(
             Emit(
                 DebounceFlushed(
-                    **base_fields(key, now), event_count=count, reason=reason, duration_ms=now - started
+                    **base_fields(key, now),
+                    event_count=count,
+                    reason=reason,
+                    duration_ms=now - started,
                 )
             )
         )
@@ -338,4 +345,3 @@ def _flush_reply(
         reason = run.flush_reason or "manual"
         return DebounceFlushResult(flushed, count, reason, retry_scheduled=retrying)
     return None
-

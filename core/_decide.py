@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from returns.result import Result
-
 from durable_jobs._continuous import ContinuousSnapshot, decide_continuous
 from durable_jobs._debounce import DebounceSnapshot, decide_debounce
 from durable_jobs._definitions import (
@@ -28,6 +26,7 @@ from durable_jobs._inputs import Input
 from durable_jobs._runtime import Transition
 from durable_jobs._task import TaskSnapshot, decide_task
 from durable_jobs._time import Instant
+from returns.result import Result
 
 __all__ = ["Snapshot", "decide"]
 
@@ -56,4 +55,3 @@ def decide(
         assert snapshot is None or isinstance(snapshot, TaskSnapshot)
         return decide_task(definition, snapshot, input_, now)
     raise TypeError(f"not a job definition: {definition!r}")  # pragma: no cover
-

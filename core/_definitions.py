@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
 
 import attrs
-
 from durable_jobs._errors import DefinitionError, JobNotFoundError
 from durable_jobs._keys import JobType
 from durable_jobs._retry import Retry
@@ -313,7 +312,9 @@ class Jobs(Mapping[str, Definition]):
         self._named: dict[str, Definition] = {}
         self._by_object: dict[int, str] = {}
         for name, definition in definitions.items():
-            if not isinstance(definition, ContinuousDefinition | DebounceDefinition | TaskDefinition):
+            if not isinstance(
+                definition, ContinuousDefinition | DebounceDefinition | TaskDefinition
+            ):
                 raise DefinitionError(
                     f"job {name!r} must be made with Continuous/Debounce/Task.make, got {definition!r}"
                 )

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import attrs
-
 from durable_jobs._errors import ErrorInfo
 from durable_jobs._time import Instant
 
@@ -172,7 +171,11 @@ class RunInterrupted:
 Outcome = UserCodeSucceeded | UserCodeFailed | TerminateRequested | RunInterrupted
 
 ContinuousRequest = (
-    ContinuousStart | ContinuousTrigger | ContinuousTerminate | ContinuousStatus | ContinuousGetState
+    ContinuousStart
+    | ContinuousTrigger
+    | ContinuousTerminate
+    | ContinuousStatus
+    | ContinuousGetState
 )
 DebounceRequest = DebounceAdd | DebounceFlush | DebounceClear | DebounceStatus | DebounceGetState
 TaskRequest = TaskSend | TaskTrigger | TaskTerminate | TaskStatus | TaskGetState
@@ -187,4 +190,3 @@ QUERY_TYPES: tuple[type, ...] = (
     TaskStatus,
     TaskGetState,
 )
-

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import attrs
-
 from durable_jobs._errors import ErrorInfo
 from durable_jobs._telemetry import FlushReason
 

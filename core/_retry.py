@@ -18,7 +18,6 @@ import hashlib
 from typing import Literal
 
 import attrs
-
 from durable_jobs._errors import DefinitionError
 from durable_jobs._time import Duration, DurationLike, parse_duration
 
@@ -130,7 +129,9 @@ class Backoff:
         base: DurationLike, max: DurationLike | None = None, factor: float = 2
     ) -> ExponentialBackoff:
         if isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1:
-            raise DefinitionError(f"Backoff.exponential factor must be a number >= 1, got {factor!r}")
+            raise DefinitionError(
+                f"Backoff.exponential factor must be a number >= 1, got {factor!r}"
+            )
         return ExponentialBackoff(
             _nonnegative(base, "Backoff.exponential base"),
             float(factor),
@@ -163,14 +164,16 @@ def _check_max_attempts(instance: Retry, attribute: attrs.Attribute[int], value:
         raise DefinitionError(f"Retry max_attempts must be an int >= 1, got {value!r}")
 
 
-def _check_backoff(instance: Retry, attribute: attrs.Attribute[BackoffPolicy], value: object) -> None:
+def _check_backoff(
+    instance: Retry, attribute: attrs.Attribute[BackoffPolicy], value: object
+) -> None:
     if not isinstance(value, ConstantBackoff | LinearBackoff | ExponentialBackoff):
         raise DefinitionError(f"Retry backoff must come from Backoff.*, got {value!r}")
 
 
-def _to_max_duration(value: DurationLike | Duration | None) -> Duration | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
+def _to_max_duration(value: DurationLike | None) -> Duration | None:
+    if value is None:
+        return None
     return parse_duration(value, what="Retry max_duration")
 
 

@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
 import attrs
-
 from durable_jobs._commands import (
     CancelAlarm,
     Command,
@@ -57,7 +56,8 @@ from durable_jobs._inputs import (
     UserCodeSucceeded,
 )
 from durable_jobs._keys import InstanceKey
-from durable_jobs._results import DeadLetter, Reply as ReplyValue
+from durable_jobs._results import DeadLetter
+from durable_jobs._results import Reply as ReplyValue
 from durable_jobs._retry import NO_RETRY, Retry, jittered
 from durable_jobs._telemetry import (
     ExhaustionReason,
@@ -175,7 +175,9 @@ def commit(
     return Transition(stored, tuple(commands))
 
 
-def keep(snapshot: Any, effects: Sequence[Command] = (), reply: ReplyValue | None = None) -> Transition:
+def keep(
+    snapshot: Any, effects: Sequence[Command] = (), reply: ReplyValue | None = None
+) -> Transition:
     """A transition that writes no snapshot (a query, a stale input, a rejected run)."""
     commands = tuple(effects) if reply is None else (*effects, Reply(reply))
     return Transition(snapshot, commands)

@@ -22,7 +22,6 @@ import attrs
 import cattrs
 from cattrs.preconf.json import make_converter as make_json_converter
 from cattrs.strategies import configure_tagged_union
-
 from durable_jobs import _commands as cmd
 from durable_jobs import _inputs as inp
 from durable_jobs import _results as res
@@ -33,7 +32,6 @@ from durable_jobs._definitions import (
     ContinuousDefinition,
     DebounceDefinition,
     Definition,
-    TaskDefinition,
 )
 from durable_jobs._errors import StorageError, ValidationError
 from durable_jobs._task import TaskSnapshot
@@ -182,7 +180,9 @@ class Codec:
         try:
             record = json.loads(text)
         except ValueError as error:
-            raise StorageError(f"instance {instance}: stored record is not JSON ({error})") from None
+            raise StorageError(
+                f"instance {instance}: stored record is not JSON ({error})"
+            ) from None
         if not isinstance(record, dict) or "snapshot" not in record:
             raise StorageError(f"instance {instance}: stored record has no snapshot")
         schema = record.get("schema")
@@ -205,7 +205,7 @@ class Codec:
         return data
 
     def decode_input(self, data: dict[str, Any]) -> inp.Input:
-        value = self.converter.structure(data, inp.Input)
+        value: inp.Input = self.converter.structure(data, inp.Input)  # type: ignore[arg-type]
         return self._typed_input(value)
 
     def _typed_input(self, value: inp.Input) -> inp.Input:
@@ -224,9 +224,13 @@ class Codec:
         return data
 
     def decode_event(self, data: dict[str, Any]) -> tel.TelemetryEvent:
-        event = self.converter.structure(data, tel.TelemetryEvent)
+        event: tel.TelemetryEvent = self.converter.structure(
+            data,
+            tel.TelemetryEvent,  # type: ignore[arg-type]
+        )
         if isinstance(event, tel.JobStarted):
-            return attrs.evolve(event, input=self.converter.structure(event.input, self.state_type))
+            typed_input = self.converter.structure(event.input, self.state_type)
+            return attrs.evolve(event, input=typed_input)
         return event
 
     # ---------------------------------------------------------------- dead letters
@@ -255,7 +259,7 @@ class Codec:
         return data
 
     def decode_command(self, data: dict[str, Any]) -> cmd.Command:
-        command = self.converter.structure(data, cmd.Command)
+        command: cmd.Command = self.converter.structure(data, cmd.Command)  # type: ignore[arg-type]
         if isinstance(command, cmd.Persist):
             snapshot = self.converter.structure(data["snapshot"], self.snapshot_type)
             return cmd.Persist(snapshot)
@@ -264,7 +268,3 @@ class Codec:
         if isinstance(command, cmd.RecordDeadLetter):
             return cmd.RecordDeadLetter(self.decode_dead_letter(data["record"]))
         return command
-
-
-def _task_unused(definition: TaskDefinition[Any, Any]) -> None:  # pragma: no cover
-    del definition

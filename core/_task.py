@@ -26,10 +26,8 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 import attrs
-from returns.result import Failure, Result, Success
-
 from durable_jobs import _runtime as rt
-from durable_jobs._commands import Command, Emit
+from durable_jobs._commands import Command, Emit, RunUserCode
 from durable_jobs._definitions import TaskDefinition
 from durable_jobs._errors import ErrorInfo, Rejection
 from durable_jobs._inputs import (
@@ -57,6 +55,7 @@ from durable_jobs._results import (
 )
 from durable_jobs._telemetry import TaskScheduled, base_fields
 from durable_jobs._time import Instant, to_datetime
+from returns.result import Failure, Result, Success
 
 __all__ = ["TaskSnapshot", "decide_task"]
 
@@ -79,6 +78,14 @@ class TaskSnapshot(Generic[S]):
     version: int = 0
 
 
+_TRIGGERS: dict[str, Trigger] = {
+    "on_event": "event",
+    "execute": "execute",
+    "on_idle": "idle",
+    "on_error": "error",
+}
+
+
 def _alarm(snapshot: TaskSnapshot[Any]) -> Instant | None:
     times = [t for t in (snapshot.attempts.retry_at, snapshot.scheduled_at) if t is not None]
     return min(times) if times else None
@@ -88,7 +95,7 @@ def _busy(key: InstanceKey) -> Result[rt.Transition, Rejection]:
     return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
 
 
-def _command(snapshot: TaskSnapshot[Any], **extra: Any) -> Command:
+def _command(snapshot: TaskSnapshot[Any], **extra: Any) -> RunUserCode:
     return rt.run_command(
         snapshot,
         state=snapshot.state,
@@ -100,11 +107,11 @@ def _command(snapshot: TaskSnapshot[Any], **extra: Any) -> Command:
     )
 
 
-def _execute(
-    snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant
-) -> rt.Transition:
+def _execute(snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant) -> rt.Transition:
     retrying = snapshot.attempts.retry_at is not None
-    counted = snapshot if retrying else attrs.evolve(snapshot, execute_count=snapshot.execute_count + 1)
+    counted = (
+        snapshot if retrying else attrs.evolve(snapshot, execute_count=snapshot.execute_count + 1)
+    )
     running = rt.begin_run(
         counted,
         hook="execute",
@@ -126,7 +133,9 @@ def decide_task(
             if snapshot is not None and snapshot.in_flight is not None:
                 return _busy(snapshot.key)
             created = snapshot is None
-            task = snapshot or TaskSnapshot(key=InstanceKey("task", definition.name, id_), created_at=now)
+            task = snapshot or TaskSnapshot(
+                key=InstanceKey("task", definition.name, id_), created_at=now
+            )
             handling = rt.begin_run(task, hook="on_event", origin="send", now=now, created=created)
             command = _command(handling, event=event, event_count=task.event_count + 1)
             return Success(rt.keep(handling, [command]))
@@ -190,7 +199,9 @@ def _reply(run: rt.InFlight, snapshot: TaskSnapshot[Any] | None, key: InstanceKe
     if run.origin == "send":
         at = None if snapshot is None else snapshot.scheduled_at
         return TaskSendResult(
-            key.instance_id, created=run.created, scheduled_at=None if at is None else to_datetime(at)
+            key.instance_id,
+            created=run.created,
+            scheduled_at=None if at is None else to_datetime(at),
         )
     if run.origin == "trigger":
         return TaskTriggerResult(key.instance_id, True)
@@ -279,16 +290,18 @@ def _after_run(
         effects = rt.success_effects(key, run, outcome, snapshot.execute_count, now)
         if run.hook == "execute":
             accepted = attrs.evolve(accepted, attempts=rt.FRESH)
-        trigger: Trigger = {"on_event": "event", "execute": "execute", "on_idle": "idle", "on_error": "error"}[
-            run.hook
-        ]
+        trigger = _TRIGGERS[run.hook]
         changed, scheduled = _applied(accepted, outcome, trigger, now)
         effects += scheduled
         if run.hook == "on_idle":
             done = attrs.evolve(changed, in_flight=None)
             return rt.commit(_alarm, done, effects, reply=_reply(run, done, key))
         reason: Literal["onEvent", "execute", "onError"] = (
-            "onEvent" if run.hook == "on_event" else "execute" if run.hook == "execute" else "onError"
+            "onEvent"
+            if run.hook == "on_event"
+            else "execute"
+            if run.hook == "execute"
+            else "onError"
         )
         return _continue(definition, changed, run, effects, reason, now)
 

@@ -72,23 +72,24 @@ def parse_duration(value: DurationLike, *, what: str = "duration") -> Duration:
     ...
     durable_jobs._errors.DefinitionError: duration: a bare number has no unit; write e.g. "5 seconds" or timedelta(seconds=5), got 5000
     """
-    if isinstance(value, timedelta):
-        total = value // timedelta(milliseconds=1)
-        if value % timedelta(milliseconds=1):
-            raise DefinitionError(f"{what}: {value!r} is not a whole number of milliseconds")
+    raw: object = value  # checked at run time too: callers may not be type-checked
+    if isinstance(raw, timedelta):
+        total = raw // timedelta(milliseconds=1)
+        if raw % timedelta(milliseconds=1):
+            raise DefinitionError(f"{what}: {raw!r} is not a whole number of milliseconds")
         if total < 0:
-            raise DefinitionError(f"{what}: must not be negative, got {value!r}")
+            raise DefinitionError(f"{what}: must not be negative, got {raw!r}")
         return Duration(total)
-    if isinstance(value, bool) or isinstance(value, int | float):
+    if isinstance(raw, int | float):
         raise DefinitionError(
             f'{what}: a bare number has no unit; write e.g. "5 seconds" or '
             f"timedelta(seconds=5), got {value!r}"
         )
-    if not isinstance(value, str):
+    if not isinstance(raw, str):
         raise DefinitionError(
-            f"{what}: expected a timedelta or a string such as '30 minutes', got {value!r}"
+            f"{what}: expected a timedelta or a string such as '30 minutes', got {raw!r}"
         )
-    match = _DURATION_RE.match(value)
+    match = _DURATION_RE.match(raw)
     if match is None:
         raise DefinitionError(
             f"{what}: cannot read {value!r}; write '<number> <unit>' with a unit among "

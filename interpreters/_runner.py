@@ -26,10 +26,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from returns.io import IOFailure, IOResult, IOSuccess
-from returns.result import Failure, Result, Success
-from returns.unsafe import unsafe_perform_io
-
 from durable_jobs import (
     ContinuousContext,
     ContinuousDefinition,
@@ -52,6 +48,9 @@ from durable_jobs import (
 )
 from durable_jobs._client import INVALID_STATE
 from durable_jobs._context import ContextChanges
+from returns.io import IOFailure, IOResult, IOSuccess
+from returns.result import Failure, Result, Success
+from returns.unsafe import unsafe_perform_io
 
 __all__ = ["HookCall", "prepare", "run_sync"]
 
@@ -89,7 +88,9 @@ class HookCall:
         state = changes.state
         if changes.state_set:
             try:
-                state = validate(state, self.definition.state, what=f"state set by {self.command.hook}")
+                state = validate(
+                    state, self.definition.state, what=f"state set by {self.command.hook}"
+                )
             except ValidationError as invalid:
                 return UserCodeFailed(run_id=run_id, error=ErrorInfo(INVALID_STATE, str(invalid)))
         return UserCodeSucceeded(
@@ -126,7 +127,11 @@ def _context(definition: Definition, command: RunUserCode, now: Instant) -> Any:
     key = command.key
     if isinstance(definition, ContinuousDefinition):
         return ContinuousContext(
-            key=key, now=now, state=command.state, run_count=command.run_count, attempt=command.attempt
+            key=key,
+            now=now,
+            state=command.state,
+            run_count=command.run_count,
+            attempt=command.attempt,
         )
     if isinstance(definition, DebounceDefinition):
         if command.hook == "on_event":
@@ -134,7 +139,8 @@ def _context(definition: Definition, command: RunUserCode, now: Instant) -> Any:
             return DebounceEventContext(
                 key=key, now=now, event=command.event, state=state, event_count=command.event_count
             )
-        assert command.started_at is not None and command.flush_reason is not None
+        assert command.started_at is not None
+        assert command.flush_reason is not None
         return DebounceContext(
             key=key,
             now=now,
@@ -144,7 +150,8 @@ def _context(definition: Definition, command: RunUserCode, now: Instant) -> Any:
             flush_reason=command.flush_reason,
             attempt=command.attempt,
         )
-    assert isinstance(definition, TaskDefinition) and command.created_at is not None
+    assert isinstance(definition, TaskDefinition)
+    assert command.created_at is not None
     return TaskContext(
         key=key,
         now=now,
@@ -199,7 +206,9 @@ class _LoopThread:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="durable-jobs-loop", daemon=True).start()
+                threading.Thread(
+                    target=loop.run_forever, name="durable-jobs-loop", daemon=True
+                ).start()
                 self._loop = loop
         return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result()
 

@@ -32,8 +32,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
-from returns.result import Failure, Success
-
 from durable_jobs import (
     AlarmFired,
     CancelAlarm,
@@ -45,8 +43,8 @@ from durable_jobs import (
     DurableJobsError,
     Emit,
     Input,
-    Instant,
     InstanceKey,
+    Instant,
     JobNotFoundError,
     Jobs,
     Persist,
@@ -68,6 +66,7 @@ from durable_jobs import (
 )
 from durable_jobs._results import Reply as ReplyValue
 from durable_jobs.interpreters._runner import run_sync
+from returns.result import Failure, Success
 
 __all__ = ["MemoryInterpreter", "TraceEntry"]
 

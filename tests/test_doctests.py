@@ -7,17 +7,19 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-import pytest
-
 import durable_jobs
 import durable_jobs.interpreters
+import pytest
 
 
 def _modules() -> list[str]:
     names = ["durable_jobs", "durable_jobs.interpreters"]
     for package in (durable_jobs, durable_jobs.interpreters):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-            if not info.name.startswith("durable_jobs.interpreters") or package is durable_jobs.interpreters:
+            if (
+                not info.name.startswith("durable_jobs.interpreters")
+                or package is durable_jobs.interpreters
+            ):
                 names.append(info.name)
     return sorted(set(names))
 
