@@ -103,6 +103,7 @@ def make_converter() -> cattrs.Converter:
     AlarmFired(at=5)
     """
     converter = make_json_converter()
+    _strict_scalars(converter)
 
     def tag(cls: type) -> str:
         return TAGS[cls]
@@ -110,6 +111,25 @@ def make_converter() -> cattrs.Converter:
     for union in (res.Reply, tel.TelemetryEvent, inp.Input, cmd.Command):
         configure_tagged_union(union, converter, tag_generator=tag, tag_name="tag")
     return converter
+
+
+def _strict_scalars(converter: cattrs.Converter) -> None:
+    """Scalars structure only from their own JSON kind: no ``str(1)``, no ``int("7")``."""
+
+    def exact(kind: type, accepted: tuple[type, ...]) -> Any:
+        def hook(value: Any, _: Any) -> Any:
+            if isinstance(value, bool) and kind is not bool:
+                raise TypeError(f"expected {kind.__name__}, got a bool")
+            if not isinstance(value, accepted):
+                raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+            return kind(value)
+
+        return hook
+
+    converter.register_structure_hook(str, exact(str, (str,)))
+    converter.register_structure_hook(int, exact(int, (int,)))
+    converter.register_structure_hook(float, exact(float, (int, float)))
+    converter.register_structure_hook(bool, exact(bool, (bool,)))
 
 
 _DEFAULT = make_converter()
@@ -126,7 +146,7 @@ def validate(value: Any, type_: Any, *, what: str, converter: cattrs.Converter =
     >>> validate("nope", int, what="event")
     Traceback (most recent call last):
     ...
-    durable_jobs._errors.ValidationError: event: expected int, got 'nope' (invalid literal for int() with base 10: 'nope')
+    durable_jobs._errors.ValidationError: event: expected int, got 'nope' (expected int, got str)
     """
     try:
         raw = converter.unstructure(value)
@@ -140,8 +160,7 @@ def validate(value: Any, type_: Any, *, what: str, converter: cattrs.Converter =
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, cattrs.BaseValidationError):
-        parts = [_describe(e) for e in error.exceptions]
-        return "; ".join(parts) if parts else str(error)
+        return "; ".join(cattrs.transform_error(error, path="$"))
     return str(error)
 
 

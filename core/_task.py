@@ -96,15 +96,14 @@ def _busy(key: InstanceKey) -> Result[rt.Transition, Rejection]:
 
 
 def _command(snapshot: TaskSnapshot[Any], **extra: Any) -> RunUserCode:
-    return rt.run_command(
-        snapshot,
-        state=snapshot.state,
-        event_count=snapshot.event_count,
-        execute_count=snapshot.execute_count,
-        created_at=snapshot.created_at,
-        scheduled_at=snapshot.scheduled_at,
-        **extra,
-    )
+    fields: dict[str, Any] = {
+        "state": snapshot.state,
+        "event_count": snapshot.event_count,
+        "execute_count": snapshot.execute_count,
+        "created_at": snapshot.created_at,
+        "scheduled_at": snapshot.scheduled_at,
+    }
+    return rt.run_command(snapshot, **{**fields, **extra})
 
 
 def _execute(snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant) -> rt.Transition:
