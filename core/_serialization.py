@@ -16,10 +16,12 @@ Nothing here uses pickle or ``eval``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.json import make_converter as make_json_converter
 from cattrs.strategies import configure_tagged_union
 from durable_jobs import _commands as cmd
@@ -102,8 +104,9 @@ def make_converter() -> cattrs.Converter:
     >>> conv.structure({'at': 5, 'tag': 'alarm.fired'}, Input)
     AlarmFired(at=5)
     """
-    converter = make_json_converter()
+    converter = make_json_converter(forbid_extra_keys=True)
     _strict_scalars(converter)
+    _attrs_from_mappings_only(converter)
 
     def tag(cls: type) -> str:
         return TAGS[cls]
@@ -130,6 +133,26 @@ def _strict_scalars(converter: cattrs.Converter) -> None:
     converter.register_structure_hook(int, exact(int, (int,)))
     converter.register_structure_hook(float, exact(float, (int, float)))
     converter.register_structure_hook(bool, exact(bool, (bool,)))
+
+
+def _attrs_from_mappings_only(converter: cattrs.Converter) -> None:
+    """An attrs class structures only from a JSON object (cattrs alone accepts any value
+    and falls back to defaults, so ``"oops"`` would become an empty record)."""
+
+    def factory(cls: Any) -> Any:
+        inner = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+
+        def hook(value: Any, type_: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise TypeError(
+                    f"expected an object for {getattr(cls, '__name__', cls)}, "
+                    f"got {type(value).__name__}"
+                )
+            return inner(value, type_)
+
+        return hook
+
+    converter.register_structure_hook_factory(attrs.has, factory)
 
 
 _DEFAULT = make_converter()

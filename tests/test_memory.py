@@ -1,0 +1,95 @@
+"""The memory interpreter's own promises: clock, trace, re-entrancy, running loops."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from durable_jobs import (
+    ConflictError,
+    Continuous,
+    ContinuousContext,
+    Debounce,
+    DebounceContext,
+    Jobs,
+    Persist,
+    RunUserCode,
+    ScheduleAlarm,
+)
+from durable_jobs.interpreters.memory import DEFAULT_START, MemoryInterpreter
+
+START = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def test_the_clock_starts_where_asked_and_never_goes_back() -> None:
+    sim = MemoryInterpreter(Jobs(), start=START)
+    assert sim.now() == START
+    assert MemoryInterpreter(Jobs()).now() == DEFAULT_START
+    sim.advance(timedelta(seconds=90))
+    assert sim.now() == START + timedelta(seconds=90)
+    with pytest.raises(ValueError, match="back"):
+        sim.advance_to(START)
+    assert sim.next_alarm_at() is None
+
+
+def test_the_trace_shows_inputs_and_commands() -> None:
+    job = Continuous.make(state=int, schedule=Continuous.every("1 minute"), execute=lambda c: None)
+    sim = MemoryInterpreter(Jobs(job=job), start=START)
+    sim.client().continuous(job).start(id="u", input=0)
+    first, second = sim.trace
+    assert first.instance_id == "continuous:job:u"
+    assert first.time == START
+    assert [type(c) for c in first.commands if isinstance(c, Persist | RunUserCode)] == [
+        Persist,
+        RunUserCode,
+    ]
+    assert any(isinstance(c, ScheduleAlarm) for c in second.commands)
+    quiet = MemoryInterpreter(Jobs(job=job), trace=False)
+    quiet.client().continuous(job).start(id="u", input=0)
+    assert quiet.trace == []
+    assert len(quiet.telemetry) == 2
+
+
+def test_user_code_may_call_other_instances_but_not_its_own() -> None:
+    outcomes: list[str] = []
+    holder: dict[str, MemoryInterpreter] = {}
+
+    def forward(ctx: DebounceContext[int]) -> None:
+        client = holder["sim"].client().debounce("sink")
+        client.add(id=ctx.id, event=ctx.state)
+        try:
+            holder["sim"].client().debounce("source").flush(ctx.id)
+        except ConflictError:
+            outcomes.append("conflict")
+        try:
+            holder["sim"].advance("1 second")
+        except RuntimeError:
+            outcomes.append("no advance")
+
+    jobs = Jobs(
+        source=Debounce.make(event=int, execute=forward, flush_after="1 minute"),
+        sink=Debounce.make(event=int, execute=lambda c: None, flush_after="1 hour"),
+    )
+    sim = holder["sim"] = MemoryInterpreter(jobs, start=START)
+    sim.client().debounce("source").add(id="u", event=7)
+    sim.advance("1 minute")
+    assert outcomes == ["conflict", "no advance"]
+    assert sim.client().debounce("sink").get_state("u") == 7
+
+
+def test_async_user_code_runs_inside_a_running_event_loop() -> None:
+    async def execute(ctx: ContinuousContext[int]) -> None:
+        await asyncio.sleep(0.001)
+        ctx.update_state(lambda n: n + 1)
+
+    job = Continuous.make(state=int, schedule=Continuous.every("1 minute"), execute=execute)
+
+    async def notebook_cell() -> int | None:
+        # Jupyter runs cells inside a loop; the synchronous client must still work there.
+        sim = MemoryInterpreter(Jobs(job=job), start=START)
+        sim.client().continuous(job).start(id="u", input=0)
+        sim.advance("3 minutes")
+        return sim.client().continuous(job).get_state("u")
+
+    assert asyncio.run(notebook_cell()) == 4
