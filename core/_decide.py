@@ -38,8 +38,7 @@ def decide(
 ) -> Result[Transition, Rejection]:
     """The next snapshot and commands for ``input_`` at ``now``, or why it cannot apply.
 
-    >>> from durable_jobs import Debounce, Jobs
-    >>> from durable_jobs._inputs import DebounceAdd
+    >>> from durable_jobs import Debounce, DebounceAdd, Jobs
     >>> batcher = Jobs(b=Debounce.make(event=int, execute=print, flush_after="1 minute"))["b"]
     >>> transition = decide(batcher, None, DebounceAdd(id="u1", event=7), Instant(0)).unwrap()
     >>> transition.snapshot.event_count, [type(c).__name__ for c in transition.commands]

@@ -97,7 +97,11 @@ class DebounceDefinition(Generic[E, S]):
     name: str = ""
 
     def initial(self) -> S | None:
-        """The state the first event of a batch sees (a factory is called each time)."""
+        """The state the first event of a batch sees.
+
+        A callable ``initial_state`` (a class, a lambda) is a factory, called for each new
+        batch; to start from a value that is itself callable, wrap it in a lambda.
+        """
         value = self.initial_state
         return value() if callable(value) else value  # type: ignore[no-any-return]
 

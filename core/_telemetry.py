@@ -73,7 +73,14 @@ class JobStarted(_Base):
 
 @attrs.frozen(kw_only=True)
 class JobExecuted(_Base):
-    """A hook of user code finished successfully."""
+    """A hook of user code finished successfully.
+
+    ``run_count`` is the job's own run counter: a Continuous job's ``run_count``, a
+    Task's ``execute_count``, 0 for Debounce (which has none). ``duration_ms`` is how long
+    the hook ran on the interpreter's clock (always 0 on the virtual clock). A Debounce
+    ``on_event`` reducer is a fold, not a run: its successes emit nothing (one event per
+    add would drown the stream); its failures emit ``job.failed``.
+    """
 
     type: ClassVar[str] = "job.executed"
     hook: str
@@ -133,7 +140,11 @@ class DebounceStarted(_Base):
 
 @attrs.frozen(kw_only=True)
 class DebounceFlushed(_Base):
-    """A batch was executed successfully."""
+    """A batch was executed successfully.
+
+    ``duration_ms`` is the age of the batch (first event to flush), as in the original,
+    not the run time of ``execute``.
+    """
 
     type: ClassVar[str] = "debounce.flushed"
     event_count: int

@@ -121,7 +121,7 @@ class MemoryInterpreter:
         self.telemetry: list[TelemetryEvent] = []
         """Every telemetry event, in the order it was committed."""
         self.trace: list[TraceEntry] = []
-        """Every committed transition (when ``trace=True``)."""
+        """Every step (when ``trace=True``): transitions, and queries that wrote nothing."""
         self._dead: list[DeadLetter[Any]] = []
 
     # ------------------------------------------------------------------ public surface
