@@ -81,10 +81,6 @@ def _alarm(snapshot: ContinuousSnapshot[Any]) -> Instant | None:
     return retry_at if retry_at is not None else snapshot.next_slot
 
 
-def _busy(key: InstanceKey) -> Result[rt.Transition, Rejection]:
-    return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
-
-
 def _run(snapshot: ContinuousSnapshot[Any]) -> RunUserCode:
     return rt.run_command(snapshot, state=snapshot.state, run_count=snapshot.run_count)
 
@@ -168,7 +164,7 @@ def decide_continuous(
             if snapshot is None:
                 return Success(rt.keep(None, reply=ContinuousTriggerResult(triggered=False)))
             if snapshot.in_flight is not None:
-                return _busy(snapshot.key)
+                return rt.busy(snapshot.key)
             counted = attrs.evolve(snapshot, run_count=snapshot.run_count + 1, attempts=rt.FRESH)
             return Success(_start_run(counted, [], origin="trigger", now=now))
 

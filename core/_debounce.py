@@ -101,10 +101,6 @@ def _alarm_for(definition: DebounceDefinition[Any, Any]) -> Any:
     return alarm
 
 
-def _busy(key: InstanceKey) -> Result[rt.Transition, Rejection]:
-    return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
-
-
 def _flush_run(
     definition: DebounceDefinition[Any, Any],
     snapshot: DebounceSnapshot[Any],
@@ -116,13 +112,12 @@ def _flush_run(
     created: bool = False,
 ) -> rt.Transition:
     """Start ``execute`` over the batch; a pending retry's attempt and reason carry on."""
-    retrying = snapshot.attempts.retry_at is not None
     running = rt.begin_run(
         snapshot,
         hook="execute",
         origin=origin,
         now=now,
-        attempt=snapshot.attempts.attempt if retrying else 1,
+        attempt=rt.pending_attempt(snapshot),
         created=created,
         flush_reason=reason,
     )
@@ -182,7 +177,7 @@ def decide_debounce(
     match input_:
         case DebounceAdd(id=id_, event=event):
             if snapshot is not None and snapshot.in_flight is not None:
-                return _busy(snapshot.key)
+                return rt.busy(snapshot.key)
             created = snapshot is None
             batch = snapshot or DebounceSnapshot(
                 key=InstanceKey("debounce", definition.name, id_), created_at=now
@@ -202,7 +197,7 @@ def decide_debounce(
             if snapshot is None:
                 return Success(rt.keep(None, reply=DebounceFlushResult(False, 0, "empty")))
             if snapshot.in_flight is not None:
-                return _busy(snapshot.key)
+                return rt.busy(snapshot.key)
             if snapshot.event_count == 0:
                 return Success(rt.purge(snapshot.key, reply=DebounceFlushResult(False, 0, "empty")))
             return Success(

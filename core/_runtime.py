@@ -47,7 +47,7 @@ from durable_jobs._commands import (
     ScheduleAlarm,
     ScheduleRetry,
 )
-from durable_jobs._errors import ErrorInfo
+from durable_jobs._errors import ErrorInfo, Rejection
 from durable_jobs._inputs import (
     Outcome,
     RunInterrupted,
@@ -70,6 +70,7 @@ from durable_jobs._telemetry import (
     base_fields,
 )
 from durable_jobs._time import Instant, to_datetime
+from returns.result import Failure
 
 __all__ = [
     "Attempts",
@@ -236,6 +237,16 @@ def match_outcome(
     if isinstance(outcome, RunInterrupted):
         return snapshot.in_flight, UserCodeFailed(run_id=outcome.run_id, error=INTERRUPTED)
     return snapshot.in_flight, outcome
+
+
+def busy(key: InstanceKey) -> Failure[Rejection]:
+    """The rejection of a mutating request that arrives while a run is in flight."""
+    return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
+
+
+def pending_attempt(snapshot: LifecycleSnapshot) -> int:
+    """The attempt a run started now should be: the pending retry's, or a fresh 1."""
+    return snapshot.attempts.attempt if snapshot.attempts.retry_at is not None else 1
 
 
 def settled(snapshot: SnapshotT) -> SnapshotT:

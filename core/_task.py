@@ -91,10 +91,6 @@ def _alarm(snapshot: TaskSnapshot[Any]) -> Instant | None:
     return min(times) if times else None
 
 
-def _busy(key: InstanceKey) -> Result[rt.Transition, Rejection]:
-    return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
-
-
 def _command(snapshot: TaskSnapshot[Any], **extra: Any) -> RunUserCode:
     fields: dict[str, Any] = {
         "state": snapshot.state,
@@ -107,17 +103,13 @@ def _command(snapshot: TaskSnapshot[Any], **extra: Any) -> RunUserCode:
 
 
 def _execute(snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant) -> rt.Transition:
-    retrying = snapshot.attempts.retry_at is not None
+    attempt = rt.pending_attempt(snapshot)
     counted = (
-        snapshot if retrying else attrs.evolve(snapshot, execute_count=snapshot.execute_count + 1)
+        snapshot
+        if attempt > 1
+        else attrs.evolve(snapshot, execute_count=snapshot.execute_count + 1)
     )
-    running = rt.begin_run(
-        counted,
-        hook="execute",
-        origin=origin,
-        now=now,
-        attempt=snapshot.attempts.attempt if retrying else 1,
-    )
+    running = rt.begin_run(counted, hook="execute", origin=origin, now=now, attempt=attempt)
     return rt.commit(_alarm, running, [], run=_command(running))
 
 
@@ -130,7 +122,7 @@ def decide_task(
     match input_:
         case TaskSend(id=id_, event=event):
             if snapshot is not None and snapshot.in_flight is not None:
-                return _busy(snapshot.key)
+                return rt.busy(snapshot.key)
             created = snapshot is None
             task = snapshot or TaskSnapshot(
                 key=InstanceKey("task", definition.name, id_), created_at=now
@@ -144,7 +136,7 @@ def decide_task(
                 missing = InstanceKey("task", definition.name, id_).instance_id
                 return Success(rt.keep(None, reply=TaskTriggerResult(missing, False)))
             if snapshot.in_flight is not None:
-                return _busy(snapshot.key)
+                return rt.busy(snapshot.key)
             return Success(_execute(snapshot, origin="trigger", now=now))
 
         case TaskTerminate(id=id_):

@@ -142,7 +142,8 @@ class DebounceMachine(RuleBasedStateMachine):
                 assert status.will_flush_at == at(batch.started + WINDOW)
                 assert self.client.get_state(id_) == tuple(batch.events)
         assert dict(self.flushed) == {k: v for k, v in self.expected.items() if v}
-        assert [d.payload for d in self.client.dead_letters()] == self.dead
+        # Alarms due at the same instant may fire in either order: compare as multisets.
+        assert sorted(d.payload for d in self.client.dead_letters()) == sorted(self.dead)
 
     @invariant()
     def no_event_is_lost(self) -> None:
