@@ -112,6 +112,8 @@ def _flush_run(
     created: bool = False,
 ) -> rt.Transition:
     """Start ``execute`` over the batch; a pending retry's attempt and reason carry on."""
+    if snapshot.attempts.retry_at is not None and snapshot.retry_reason is not None:
+        reason = snapshot.retry_reason
     running = rt.begin_run(
         snapshot,
         hook="execute",
@@ -337,6 +339,5 @@ def _flush_reply(
             retry_scheduled=retrying,
         )
     if run.origin == "flush":
-        reason = run.flush_reason or "manual"
-        return DebounceFlushResult(flushed, count, reason, retry_scheduled=retrying)
+        return DebounceFlushResult(flushed, count, "manual", retry_scheduled=retrying)
     return None

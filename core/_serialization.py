@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Optional
 
 import attrs
 import cattrs
@@ -277,7 +277,8 @@ class Codec:
 
     # ---------------------------------------------------------------- dead letters
     def payload_type(self) -> Any:
-        return self.state_type
+        # A Task may fail before any handler set a state: its dead letter holds None.
+        return Optional[self.state_type]  # noqa: UP045 - a runtime type, not an annotation
 
     def encode_dead_letter(self, record: res.DeadLetter[Any]) -> dict[str, Any]:
         data: dict[str, Any] = self.converter.unstructure(record, res.DeadLetter[Any])
@@ -285,8 +286,13 @@ class Codec:
         return data
 
     def decode_dead_letter(self, data: dict[str, Any]) -> res.DeadLetter[Any]:
-        record = self.converter.structure(data, res.DeadLetter[Any])
-        payload = self.converter.structure(data["payload"], self.payload_type())
+        try:
+            record = self.converter.structure(data, res.DeadLetter[Any])
+            payload = self.converter.structure(data["payload"], self.payload_type())
+        except Exception as error:
+            raise StorageError(
+                f"dead letter of {self.definition.name!r} cannot be read ({_describe(error)})"
+            ) from None
         return attrs.evolve(record, payload=payload)
 
     # ---------------------------------------------------------------- commands

@@ -55,8 +55,14 @@ from returns.unsafe import unsafe_perform_io
 __all__ = ["HookCall", "prepare", "run_sync"]
 
 
-class _UserFailure(Exception):
+class _ReturnedFailure(Exception):
     """A ``returns`` ``Failure`` that carried something other than an exception."""
+
+
+def _error_info(error: BaseException) -> ErrorInfo:
+    if isinstance(error, _ReturnedFailure):
+        return ErrorInfo(type="Failure", message=str(error))
+    return ErrorInfo.from_exception(error)
 
 
 @attrs.define
@@ -81,7 +87,7 @@ class HookCall:
         if isinstance(failure, TerminateSignal):
             return TerminateRequested(run_id=run_id, reason=failure.reason)
         if failure is not None:
-            return UserCodeFailed(run_id=run_id, error=ErrorInfo.from_exception(failure))
+            return UserCodeFailed(run_id=run_id, error=_error_info(failure))
         changes: ContextChanges = self.context.changes()
         if isinstance(self.context, DebounceEventContext):
             changes = ContextChanges(state_set=True, state=value)
@@ -120,7 +126,7 @@ def _unwrap(value: Any) -> Any:
 def _raise(inner: Any) -> None:
     if isinstance(inner, BaseException):
         raise inner
-    raise _UserFailure(repr(inner))
+    raise _ReturnedFailure(repr(inner))
 
 
 def _context(definition: Definition, command: RunUserCode, now: Instant) -> Any:

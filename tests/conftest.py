@@ -1,10 +1,13 @@
-"""Shared pytest configuration: hypothesis profiles and the opt-in soak flag."""
+"""Shared pytest configuration: hypothesis profiles.
+
+``default`` for development, ``ci`` (derandomized, chosen when ``CI`` is set) so CI is
+repeatable, and ``soak`` (``HYPOTHESIS_PROFILE=soak``) for long opt-in runs.
+"""
 
 from __future__ import annotations
 
 import os
 
-import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -28,17 +31,3 @@ settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default")
 )
 
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--run-slow", action="store_true", default=False, help="also run long soak tests"
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="soak test: opt in with --run-slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)

@@ -339,7 +339,13 @@ class TaskMachine(RuleBasedStateMachine):
         assert sorted(self.log) == sorted(self.expected)
 
 
-STATEFUL = settings(max_examples=60, stateful_step_count=40, deadline=None)
+# 60 random programs of up to 40 steps per machine by default; the soak profile
+# (HYPOTHESIS_PROFILE=soak) raises the count.
+STATEFUL = settings(
+    max_examples=max(60, settings().max_examples // 4),
+    stateful_step_count=40,
+    deadline=None,
+)
 TestDebounce = DebounceMachine.TestCase
 TestDebounce.settings = STATEFUL
 TestContinuous = ContinuousMachine.TestCase

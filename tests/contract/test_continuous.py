@@ -292,6 +292,9 @@ def test_async_and_returns_containers_are_user_functions_too(make: Make) -> None
     def failing(ctx: ContinuousContext[Counter]) -> Any:
         return Failure(ValueError("declined"))
 
+    def declining(ctx: ContinuousContext[Counter]) -> Any:
+        return Failure("quota used up")
+
     def succeeding(ctx: ContinuousContext[Counter]) -> Any:
         ctx.set_state(Counter(42))
         return Success(None)
@@ -302,6 +305,7 @@ def test_async_and_returns_containers_are_user_functions_too(make: Make) -> None
         ),
         f=Continuous.make(state=Counter, schedule=Continuous.every("1 hour"), execute=failing),
         s=Continuous.make(state=Counter, schedule=Continuous.every("1 hour"), execute=succeeding),
+        d=Continuous.make(state=Counter, schedule=Continuous.every("1 hour"), execute=declining),
     )
     sim = make(jobs)
     client = sim.client()
@@ -312,6 +316,9 @@ def test_async_and_returns_containers_are_user_functions_too(make: Make) -> None
     (dead,) = client.continuous("f").dead_letters()
     assert (dead.error.type, dead.error.message) == ("ValueError", "declined")
     assert client.continuous("s").get_state("x") == Counter(42)
+    client.continuous("d").start(id="x", input=Counter(0))
+    (declined,) = client.continuous("d").dead_letters()
+    assert (declined.error.type, declined.error.message) == ("Failure", "'quota used up'")
 
 
 def test_a_state_of_the_wrong_type_fails_the_run(make: Make) -> None:

@@ -269,6 +269,24 @@ def test_manual_flush_of_a_failing_batch_reports_the_retry(make: Make) -> None:
     assert [(f[0], f[3]) for f in flushes] == [("manual", 1), ("manual", 2)]
 
 
+def test_a_manual_flush_during_a_backoff_runs_the_retry_with_the_first_reason(
+    make: Make,
+) -> None:
+    job, flushes = batching(
+        fail_calls=frozenset({1}),
+        max_events=1,
+        retry=Retry(max_attempts=3, backoff=Backoff.constant("10 minutes"), jitter=False),
+    )
+    sim = make(Jobs(clicks=job))
+    client = sim.client().debounce(job)
+    assert client.add(id="u1", event=Click("a")).retry_scheduled
+    result = client.flush("u1")
+    assert (result.flushed, result.reason, result.retry_scheduled) == (True, "manual", False)
+    assert [(f[0], f[3]) for f in flushes] == [("maxEvents", 1), ("maxEvents", 2)]
+    flushed = [e for e in sim.telemetry if isinstance(e, DebounceFlushed)]
+    assert [e.reason for e in flushed] == ["maxEvents"]
+
+
 def test_exhaustion_dead_letters_the_batch_and_purges(make: Make) -> None:
     job, flushes = batching(
         fail_calls=frozenset({1, 2}),

@@ -1,0 +1,451 @@
+"""The ``durable-jobs`` command line.
+
+Theory of operation: ``main(argv)`` parses the arguments with ``argparse`` and runs one
+subcommand. There is one today, ``demo``: it registers a Continuous, a Debounce and a
+Task job on a ``MemoryInterpreter`` (virtual clock, so the demo is instant and prints
+the same thing on every run), drives them through the public client API and narrates
+what happens, step by step: the user code's own view (each hook prints a line), the
+results of client calls, the telemetry committed after each step, and finally a count
+of the telemetry events per type.
+
+The CLI holds no job semantics. The hooks below are ordinary user code, and apart from
+two short explanatory notes, everything printed about retries, flushes, schedules and
+dead letters is read back from a client result, a telemetry event or a dead-letter
+record that the core produced.
+
+>>> build_parser().parse_args(["demo"]).command
+'demo'
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from typing import TypeVar, assert_never
+
+import attrs
+from durable_jobs import (
+    Backoff,
+    Continuous,
+    ContinuousContext,
+    Debounce,
+    DebounceContext,
+    DebounceEventContext,
+    DebounceFlushed,
+    DebounceStarted,
+    JobDeadLettered,
+    JobExecuted,
+    JobFailed,
+    JobRetryExhausted,
+    Jobs,
+    JobStarted,
+    JobTerminated,
+    Retry,
+    Task,
+    TaskContext,
+    TaskScheduled,
+    TelemetryEvent,
+    parse_duration,
+    to_datetime,
+)
+from durable_jobs.interpreters.memory import MemoryInterpreter
+
+__all__ = ["build_parser", "main", "run_demo"]
+
+Write = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _version() -> str:
+    try:
+        return version("durable-jobs")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``durable-jobs`` command."""
+    parser = argparse.ArgumentParser(
+        prog="durable-jobs",
+        description="Durable Continuous, Debounce and Task jobs on a pure core.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser(
+        "demo",
+        help="walk through the three job types on the in-memory interpreter",
+        description=(
+            "Run a Continuous, a Debounce and a Task job on the in-memory interpreter "
+            "(virtual clock: instant and deterministic) and print what happens: a retried "
+            "run, batch flushes with their reason, a scheduled execute and on_idle, a dead "
+            "letter, and a summary of the telemetry."
+        ),
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return run_demo()
+    raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------- demo narration
+
+R = TypeVar("R")
+STAMP = " " * len("[00:00:00] ")
+
+
+def _clock(value: datetime) -> str:
+    """``HH:MM:SS`` of the virtual clock, with milliseconds when there are any."""
+    text = value.strftime("%H:%M:%S")
+    millis = value.microsecond // 1000
+    return f"{text}.{millis:03d}" if millis else text
+
+
+def _at(value: datetime | None) -> str:
+    return "-" if value is None else _clock(value)
+
+
+def _describe(event: TelemetryEvent) -> str:
+    """One readable line for a telemetry event."""
+    who = f"{event.job_name}/{event.id}"
+    match event:
+        case JobStarted():
+            return f"{event.type} {who}, input={event.input!r}"
+        case JobExecuted():
+            run = f"run {event.run_count}, " if event.hook == "execute" and event.run_count else ""
+            return f"{event.type} {who}: {event.hook} succeeded ({run}attempt {event.attempt})"
+        case JobFailed():
+            then = (
+                f"retry as attempt {event.next_attempt} at {_clock(to_datetime(event.retry_at))}"
+                if event.will_retry and event.retry_at is not None
+                else "no retry left"
+            )
+            return (
+                f"{event.type} {who}: {event.hook} attempt {event.attempt} failed "
+                f"({event.error.type}: {event.error.message}); {then}"
+            )
+        case JobRetryExhausted():
+            return f"{event.type} {who}: gave up after {event.attempts} attempt(s), reason {event.reason}"
+        case JobDeadLettered():
+            return f"{event.type} {who}: payload kept after {event.attempts} attempt(s)"
+        case JobTerminated():
+            return f"{event.type} {who}, reason={event.reason!r}"
+        case DebounceStarted():
+            return f"{event.type} {who}: new batch, flush at {_clock(to_datetime(event.flush_at))}"
+        case DebounceFlushed():
+            return (
+                f"{event.type} {who}: {event.event_count} event(s), reason {event.reason}, "
+                f"batch age {event.duration_ms / 1000:g} s"
+            )
+        case TaskScheduled():
+            return (
+                f"{event.type} {who}: execute at {_clock(to_datetime(event.scheduled_at))} "
+                f"(set by {event.trigger})"
+            )
+        case _:  # pragma: no cover - the union is closed
+            assert_never(event)
+
+
+class Narrator:
+    """Prints lines stamped with the virtual clock, and the telemetry not yet shown."""
+
+    def __init__(self, write: Write) -> None:
+        self.write = write
+        self._sim: MemoryInterpreter | None = None
+        self._shown = 0
+
+    @property
+    def sim(self) -> MemoryInterpreter:
+        if self._sim is None:  # pragma: no cover - run_demo watches before narrating
+            raise RuntimeError("Narrator.watch(sim) was not called")
+        return self._sim
+
+    def watch(self, sim: MemoryInterpreter) -> None:
+        """Narrate ``sim``: stamp lines with its clock and show its telemetry."""
+        self._sim = sim
+        self._shown = len(sim.telemetry)
+
+    def heading(self, text: str) -> None:
+        self.write("")
+        self.write(text)
+        self.write("=" * len(text))
+
+    def say(self, text: str) -> None:
+        """A line stamped with the virtual clock."""
+        self.write(f"[{_clock(self.sim.now())}] {text}")
+
+    def user(self, text: str) -> None:
+        """A line printed by the demo's user code."""
+        self.say(f"  user code | {text}")
+
+    def note(self, text: str) -> None:
+        self.write(f"{STAMP}{text}")
+
+    def telemetry(self) -> None:
+        """Print the telemetry events committed since the last call."""
+        for event in self.sim.telemetry[self._shown :]:
+            self.note(f"  telemetry | {_describe(event)}")
+        self._shown = len(self.sim.telemetry)
+
+    def call(self, what: str, action: Callable[[], R], summary: Callable[[R], str]) -> R:
+        """Make one client call: announce it, run it, show its telemetry and result."""
+        self.say(f"client.{what}")
+        result = action()
+        self.telemetry()
+        self.note(f"  -> {summary(result)}")
+        return result
+
+    def advance(self, total: str, step: str, report: Callable[[], str]) -> None:
+        """Move the virtual clock by ``total`` in ``step``s, reporting after each step."""
+        end = self.sim.now() + _duration(total)
+        self.say(f"advancing the virtual clock by {total}, {step} at a time")
+        while self.sim.now() < end:
+            self.sim.advance(min(_duration(step), end - self.sim.now()))
+            self.telemetry()
+            self.say(f"+{step}: {report()}")
+
+
+def _duration(text: str) -> timedelta:
+    return timedelta(milliseconds=parse_duration(text))
+
+
+# ------------------------------------------------------------------------ demo jobs
+
+
+@attrs.frozen
+class Reading:
+    """The Continuous job's state: how many samples were taken."""
+
+    samples: int
+
+
+@attrs.frozen
+class Batch:
+    """The Debounce job's state: the events of one batch, in order."""
+
+    events: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Order:
+    """The Task job's state."""
+
+    status: str
+    reminders: int = 0
+
+
+MAX_REMINDERS = 2
+
+
+def run_demo(write: Write = print) -> int:
+    """Run the demo, printing through ``write``; the exit status (0)."""
+    narrator = Narrator(write)
+    user = narrator.user
+
+    # Continuous: the second run's first attempt fails once, then its retry succeeds.
+    def sample(ctx: ContinuousContext[Reading]) -> None:
+        where = f"execute run {ctx.run_count}, attempt {ctx.attempt}"
+        if ctx.run_count == 2 and ctx.attempt == 1:
+            user(f"{where}: the sensor does not answer, raising TimeoutError")
+            raise TimeoutError("sensor did not answer")
+        ctx.update_state(lambda reading: Reading(reading.samples + 1))
+        user(f"{where}: sample taken, samples={ctx.state.samples}")
+
+    sampler = Continuous.make(
+        state=Reading,
+        schedule=Continuous.every("10 minutes"),
+        execute=sample,
+        retry=Retry(max_attempts=3, backoff=Backoff.constant("1 minute")),
+    )
+
+    # Debounce: events fold into a Batch; a batch holding "poison" can never be delivered.
+    def fold(ctx: DebounceEventContext[str, Batch]) -> Batch:
+        before = ctx.state if ctx.state is not None else Batch()
+        return Batch((*before.events, ctx.event))
+
+    def deliver(ctx: DebounceContext[Batch]) -> None:
+        where = f"execute (flush_reason={ctx.flush_reason}, attempt {ctx.attempt})"
+        if "poison" in ctx.state.events:
+            user(f"{where}: cannot deliver {list(ctx.state.events)}, raising ValueError")
+            raise ValueError("downstream rejected the batch")
+        user(f"{where}: delivered {list(ctx.state.events)}")
+
+    batcher = Debounce.make(
+        event=str,
+        state=Batch,
+        on_event=fold,
+        execute=deliver,
+        flush_after="1 minute",
+        max_events=3,
+        retry=Retry(max_attempts=2, backoff=Backoff.constant("30 seconds"), jitter=False),
+    )
+
+    # Task: an order that sends reminders until it is paid (at most MAX_REMINDERS).
+    def on_order_event(ctx: TaskContext[Order, str]) -> None:
+        if ctx.event == "placed":
+            ctx.set_state(Order("placed"))
+            ctx.schedule("1 hour")
+            user("on_event 'placed': state set, execute scheduled in 1 hour")
+        elif ctx.event == "paid" and ctx.state is not None:
+            ctx.set_state(attrs.evolve(ctx.state, status="paid"))
+            ctx.cancel_schedule()
+            user("on_event 'paid': state set, schedule cancelled")
+
+    def remind(ctx: TaskContext[Order, str]) -> None:
+        if ctx.state is None:
+            return
+        ctx.update_state(lambda order: attrs.evolve(order, reminders=order.reminders + 1))
+        sent = ctx.state.reminders
+        if sent < MAX_REMINDERS:
+            ctx.schedule("1 hour")
+            user(f"execute #{ctx.execute_count}: reminder {sent} sent, next one in 1 hour")
+        else:
+            user(f"execute #{ctx.execute_count}: reminder {sent} sent, that was the last")
+
+    def idle(ctx: TaskContext[Order, str]) -> None:
+        user(f"on_idle (after {ctx.idle_reason}): nothing scheduled, state={ctx.state}")
+
+    orders = Task.make(
+        state=Order, event=str, on_event=on_order_event, execute=remind, on_idle=idle
+    )
+
+    sim = MemoryInterpreter(Jobs(sampler=sampler, batcher=batcher, orders=orders))
+    narrator.watch(sim)
+    client = sim.client()
+    write("durable-jobs demo: Continuous, Debounce and Task jobs on the memory interpreter.")
+    write(
+        f"The virtual clock starts at {sim.now():%Y-%m-%d %H:%M} UTC and moves only when "
+        "the demo advances it, so nothing waits for real time."
+    )
+
+    # ------------------------------------------------------------------ Continuous
+    narrator.heading("1. Continuous job 'sampler': every 10 minutes, at most 3 attempts per run")
+    sampling = client.continuous(sampler)
+    narrator.call(
+        "continuous('sampler').start(id='sensor-1', input=Reading(samples=0))",
+        lambda: sampling.start(id="sensor-1", input=Reading(0)),
+        lambda r: f"created={r.created}, status={r.status}",
+    )
+
+    def sampler_status() -> str:
+        status = sampling.status("sensor-1")
+        return (
+            f"run_count={status.run_count}, next attempt={status.attempt}, "
+            f"next run at {_at(status.next_run_at)}, state={sampling.get_state('sensor-1')}"
+        )
+
+    narrator.advance("30 minutes", "5 minutes", sampler_status)
+    narrator.call(
+        "continuous('sampler').terminate('sensor-1', reason='demo over')",
+        lambda: sampling.terminate("sensor-1", reason="demo over"),
+        lambda r: f"terminated={r.terminated}",
+    )
+
+    # -------------------------------------------------------------------- Debounce
+    narrator.heading("2. Debounce job 'batcher': flush 1 minute after the first event, or at 3")
+    batching = client.debounce(batcher)
+
+    def add(id_: str, event: str, aside: str = "") -> None:
+        narrator.call(
+            f"debounce('batcher').add(id={id_!r}, event={event!r}){aside}",
+            lambda: batching.add(id=id_, event=event),
+            lambda r: (
+                f"event_count={r.event_count}, will_flush_at={_at(r.will_flush_at)}, "
+                f"retry_scheduled={r.retry_scheduled}"
+            ),
+        )
+
+    for event in ("a1", "a2", "a3"):
+        add("inbox-a", event)
+    narrator.note(
+        "  note: the third event reached max_events=3, so add() flushed the batch at once"
+    )
+    for event in ("b1", "b2"):
+        add("inbox-b", event)
+
+    def inbox(id_: str) -> Callable[[], str]:
+        def report() -> str:
+            status = batching.status(id_)
+            if status.status == "not_found":
+                return f"{id_} has no pending batch"
+            return (
+                f"{id_} is {status.status}, {status.event_count} event(s), "
+                f"flush at {_at(status.will_flush_at)}"
+            )
+
+        return report
+
+    narrator.advance("1 minute", "20 seconds", inbox("inbox-b"))
+    add("inbox-c", "c1")
+    narrator.call(
+        "debounce('batcher').flush('inbox-c')",
+        lambda: batching.flush("inbox-c"),
+        lambda r: f"flushed={r.flushed}, reason={r.reason}",
+    )
+
+    # ----------------------------------------------------------------- dead letter
+    narrator.heading("3. A batch that keeps failing ends in the dead-letter store")
+    add("inbox-d", "poison")
+    narrator.call(
+        "debounce('batcher').flush('inbox-d')",
+        lambda: batching.flush("inbox-d"),
+        lambda r: f"flushed={r.flushed}, retry_scheduled={r.retry_scheduled}",
+    )
+    add("inbox-d", "d2", "   (during the retry backoff)")
+    narrator.note(
+        "  note: during a backoff an add only joins the batch; the pending retry will see it"
+    )
+    narrator.advance("1 minute", "30 seconds", inbox("inbox-d"))
+    for letter in batching.dead_letters():
+        narrator.say(
+            f"dead letter: {letter.job_name}/{letter.id}, payload={letter.payload}, "
+            f"attempts={letter.attempts}, error={letter.error.type}: {letter.error.message}"
+        )
+
+    # ------------------------------------------------------------------------ Task
+    narrator.heading("4. Task job 'orders': events schedule execute; on_idle when nothing is due")
+    ordering = client.task(orders)
+
+    def order_status() -> str:
+        status = ordering.status("order-7")
+        return (
+            f"status={status.status}, execute at {_at(status.scheduled_at)}, "
+            f"execute_count={status.execute_count}, state={ordering.get_state('order-7')}"
+        )
+
+    narrator.call(
+        "task('orders').send(id='order-7', event='placed')",
+        lambda: ordering.send(id="order-7", event="placed"),
+        lambda r: f"created={r.created}, scheduled_at={_at(r.scheduled_at)}",
+    )
+    narrator.advance("2 hours", "30 minutes", order_status)
+    narrator.call(
+        "task('orders').send(id='order-7', event='paid')",
+        lambda: ordering.send(id="order-7", event="paid"),
+        lambda r: f"created={r.created}, scheduled_at={_at(r.scheduled_at)}",
+    )
+    narrator.say(f"status: {order_status()}")
+
+    # --------------------------------------------------------------------- summary
+    narrator.heading("Summary")
+    counts = Counter(event.type for event in sim.telemetry)
+    write(f"{len(sim.telemetry)} telemetry events, by type:")
+    for name, count in sorted(counts.items()):
+        write(f"  {name:<20} {count}")
+    dead = [*sampling.dead_letters(), *batching.dead_letters(), *ordering.dead_letters()]
+    stored = len(list(sim.instances()))
+    write(f"{len(dead)} dead letter(s); {stored} instance(s) still stored.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
