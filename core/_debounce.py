@@ -140,34 +140,50 @@ def _accept(
     created: bool,
 ) -> rt.Transition:
     """Fold one accepted event into the batch; flush when ``max_events`` is reached."""
+    # The hot path of the library: built field by field, once (attrs.evolve is slower and
+    # commit would copy the snapshot a second time just to set the alarm and version).
     first = snapshot.event_count == 0
     count = snapshot.event_count + 1
-    grown = attrs.evolve(
-        snapshot,
+    started = now if first else snapshot.started_at
+    attempts = snapshot.attempts
+    backing_off = attempts.retry_at is not None
+    if backing_off:
+        alarm: Instant | None = attempts.retry_at
+    else:
+        assert started is not None
+        alarm = Instant(started + definition.flush_after)
+        if definition.quiet_period is not None:
+            alarm = min(alarm, Instant(now + definition.quiet_period))
+    flushing = definition.max_events is not None and count >= definition.max_events
+    grown = DebounceSnapshot(
+        key=snapshot.key,
+        created_at=snapshot.created_at,
         state=new_state,
         event_count=count,
+        started_at=started,
         last_event_at=now,
-        started_at=now if first else snapshot.started_at,
+        retry_reason=snapshot.retry_reason,
+        attempts=attempts,
         in_flight=None,
+        alarm_at=snapshot.alarm_at if flushing and not backing_off else alarm,
+        version=snapshot.version if flushing and not backing_off else snapshot.version + 1,
     )
-    alarm = _alarm_for(definition)
     effects: list[Command] = []
     if first:
-        effects.append(Emit(DebounceStarted(**base_fields(grown.key, now), flush_at=alarm(grown))))
-    backing_off = grown.attempts.retry_at is not None
-    if definition.max_events is not None and count >= definition.max_events and not backing_off:
+        assert alarm is not None
+        effects.append(Emit(DebounceStarted(**base_fields(grown.key, now), flush_at=alarm)))
+    if flushing and not backing_off:
         return _flush_run(
             definition, grown, effects, reason="maxEvents", origin="add", now=now, created=created
         )
-    at = alarm(grown)
     reply = DebounceAddResult(
         instance_id=grown.key.instance_id,
         event_count=count,
-        will_flush_at=None if at is None else to_datetime(at),
+        will_flush_at=None if alarm is None else to_datetime(alarm),
         created=created,
         retry_scheduled=backing_off,
     )
-    return rt.commit(alarm, grown, effects, reply=reply)
+    return rt.committed(snapshot.alarm_at, grown, effects, reply=reply)
 
 
 def decide_debounce(

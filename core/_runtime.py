@@ -159,16 +159,29 @@ def commit(
     before this transition), so that only a change produces an alarm command.
     """
     alarm = None if after.in_flight is not None else desired_alarm(after)
-    commands: list[Command] = list(effects)
-    if alarm != after.alarm_at:
+    stored = attrs.evolve(after, alarm_at=alarm, version=after.version + 1)  # type: ignore[misc]
+    return committed(after.alarm_at, stored, effects, run=run, reply=reply)
+
+
+def committed(
+    previous_alarm: Instant | None,
+    stored: LifecycleSnapshot,
+    effects: Sequence[Command] = (),
+    *,
+    run: RunUserCode | None = None,
+    reply: ReplyValue | None = None,
+) -> Transition:
+    """The commands that persist ``stored``, which already carries its derived alarm and
+    bumped version (``commit`` builds it; a hot path may build it in one step itself)."""
+    alarm = stored.alarm_at
+    commands: list[Command] = [*effects, Persist(stored)]
+    if alarm != previous_alarm:
         if alarm is None:
             commands.append(CancelAlarm())
-        elif alarm == after.attempts.retry_at:
-            commands.append(ScheduleRetry(alarm, after.attempts.attempt))
+        elif alarm == stored.attempts.retry_at:
+            commands.append(ScheduleRetry(alarm, stored.attempts.attempt))
         else:
             commands.append(ScheduleAlarm(alarm))
-    stored = attrs.evolve(after, alarm_at=alarm, version=after.version + 1)  # type: ignore[misc]
-    commands.insert(len(effects), Persist(stored))
     if run is not None:
         commands.append(run)
     if reply is not None:

@@ -158,6 +158,9 @@ def _attrs_from_mappings_only(converter: cattrs.Converter) -> None:
 _DEFAULT = make_converter()
 
 
+_PLAIN_SCALARS: Final = (int, str, float, bool)
+
+
 def validate(value: Any, type_: Any, *, what: str, converter: cattrs.Converter = _DEFAULT) -> Any:
     """``value`` (typed or in its JSON form) structured as ``type_``, or ``ValidationError``.
 
@@ -171,6 +174,8 @@ def validate(value: Any, type_: Any, *, what: str, converter: cattrs.Converter =
     ...
     durable_jobs._errors.ValidationError: event: expected int, got 'nope' (expected int, got str)
     """
+    if type(value) is type_ and type_ in _PLAIN_SCALARS:
+        return value  # already exactly the declared JSON scalar: nothing to check
     try:
         raw = converter.unstructure(value)
         json.dumps(raw)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import NewType
 
 from durable_jobs._errors import DefinitionError
@@ -107,6 +108,7 @@ def parse_duration(value: DurationLike, *, what: str = "duration") -> Duration:
     return Duration(numerator // denominator)
 
 
+@lru_cache(maxsize=4096)  # replies repeat the same deadlines many times; pure, so safe
 def to_datetime(instant: Instant) -> datetime:
     """The aware UTC ``datetime`` of an ``Instant`` (pure arithmetic, no clock).
 
