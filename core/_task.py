@@ -86,6 +86,14 @@ _TRIGGERS: dict[str, Trigger] = {
 }
 
 
+IdleReason = Literal["onEvent", "execute", "onError"]
+_IDLE_REASONS: dict[str, IdleReason] = {
+    "on_event": "onEvent",
+    "execute": "execute",
+    "on_error": "onError",
+}
+
+
 def _alarm(snapshot: TaskSnapshot[Any]) -> Instant | None:
     times = [t for t in (snapshot.attempts.retry_at, snapshot.scheduled_at) if t is not None]
     return min(times) if times else None
@@ -223,7 +231,7 @@ def _continue(
     snapshot: TaskSnapshot[Any],
     run: rt.InFlight,
     effects: list[Command],
-    reason: Literal["onEvent", "execute", "onError"],
+    reason: IdleReason,
     now: Instant,
 ) -> rt.Transition:
     """Commit a finished handler; run ``on_idle`` next when nothing is pending."""
@@ -287,14 +295,7 @@ def _after_run(
         if run.hook == "on_idle":
             done = attrs.evolve(changed, in_flight=None)
             return rt.commit(_alarm, done, effects, reply=_reply(run, done, key))
-        reason: Literal["onEvent", "execute", "onError"] = (
-            "onEvent"
-            if run.hook == "on_event"
-            else "execute"
-            if run.hook == "execute"
-            else "onError"
-        )
-        return _continue(definition, changed, run, effects, reason, now)
+        return _continue(definition, changed, run, effects, _IDLE_REASONS[run.hook], now)
 
     error = outcome.error
     if run.hook == "on_event":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import assert_type
+
 import attrs
 import pytest
 from durable_jobs import (
@@ -78,6 +80,7 @@ def test_definition_objects_keep_their_types(make: Make) -> None:
     sim = make(Jobs(job=job))
     sim.client().continuous(job).start(id="u", input=Note("hello"))
     state = sim.client().continuous(job).get_state("u")
+    assert_type(state, Note | None)  # checked by mypy in tests/test_static.py
     assert state is not None
     assert state.text == "hello"  # typed as Note | None for mypy
     assert seen == [5]
