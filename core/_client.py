@@ -20,6 +20,7 @@ from durable_jobs._definitions import (
     Definition,
     Jobs,
     TaskDefinition,
+    WorkerPoolDefinition,
 )
 from durable_jobs._errors import DurableJobsError, UserCodeError, ValidationError
 from durable_jobs._inputs import (
@@ -33,6 +34,12 @@ from durable_jobs._inputs import (
     DebounceFlush,
     DebounceGetState,
     DebounceStatus,
+    PoolCancel,
+    PoolDrain,
+    PoolEnqueue,
+    PoolPause,
+    PoolResume,
+    PoolStatus,
     Request,
     TaskGetState,
     TaskSend,
@@ -40,6 +47,7 @@ from durable_jobs._inputs import (
     TaskTerminate,
     TaskTrigger,
 )
+from durable_jobs._pool import shard_index
 from durable_jobs._results import (
     ContinuousStartResult,
     ContinuousStatusResult,
@@ -50,6 +58,13 @@ from durable_jobs._results import (
     DebounceClearResult,
     DebounceFlushResult,
     DebounceStatusResult,
+    PoolCancelResult,
+    PoolDrainResult,
+    PoolEnqueueResult,
+    PoolInstanceStatus,
+    PoolPauseResult,
+    PoolResumeResult,
+    PoolStatusResult,
     Reply,
     RequestFailed,
     StateResult,
@@ -67,6 +82,7 @@ __all__ = [
     "DebounceClient",
     "Dispatcher",
     "TaskClient",
+    "WorkerPoolClient",
 ]
 
 S = TypeVar("S")
@@ -207,6 +223,103 @@ class TaskClient(_JobClient[Any], Generic[S, E]):
         return super().dead_letters()
 
 
+_CANCEL_PREFERENCE = ("cancelled", "already_processing", "already_completed", "not_found")
+
+
+class WorkerPoolClient(_JobClient[Any], Generic[E]):
+    """Client actions of one WorkerPool.
+
+    Routing is ``abs(java_hash32(key)) % concurrency`` with the partition key, or the event
+    id without one; ``cancel`` asks every shard (the event may have been routed by its
+    partition key) and ``status`` gathers every shard.
+    """
+
+    @property
+    def _shards(self) -> range:
+        return range(self._definition.concurrency)
+
+    def _index(self, index: object) -> int:
+        if isinstance(index, bool) or not isinstance(index, int) or index not in self._shards:
+            raise ValidationError(
+                f"instance index must be an int in [0, {self._definition.concurrency}), "
+                f"got {index!r}"
+            )
+        return index
+
+    def _indexes(self, index: int | None) -> list[int]:
+        return list(self._shards) if index is None else [self._index(index)]
+
+    def enqueue(
+        self,
+        *,
+        id: str,
+        event: E | Any,
+        partition_key: str | None = None,
+        priority: int = 0,
+    ) -> PoolEnqueueResult:
+        """Queue ``event`` under the event id ``id`` (re-sending an id is answered as a
+        duplicate while it is pending, running, or finished within ``dedup_retention``)."""
+        event_id = _check_id(id)
+        if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
+            raise ValidationError(
+                f"partition_key must be a non-empty string, got {partition_key!r}"
+            )
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValidationError(f"priority must be an int, got {priority!r}")
+        value = validate(event, self._definition.event, what="event")
+        index = shard_index(
+            partition_key if partition_key is not None else event_id, len(self._shards)
+        )
+        request = PoolEnqueue(str(index), event_id, value, partition_key, priority)
+        return self._call(request, PoolEnqueueResult)  # type: ignore[no-any-return]
+
+    def pause(self, index: int | None = None) -> PoolPauseResult:
+        """Stop processing (one shard, or all); enqueues are still accepted."""
+        results = [self._call(PoolPause(str(i)), PoolPauseResult) for i in self._indexes(index)]
+        return PoolPauseResult(all(r.paused for r in results))
+
+    def resume(self, index: int | None = None) -> PoolResumeResult:
+        """Process again; a pending retry backoff is honoured."""
+        results = [self._call(PoolResume(str(i)), PoolResumeResult) for i in self._indexes(index)]
+        return PoolResumeResult(all(r.resumed for r in results))
+
+    def cancel(self, event_id: str) -> PoolCancelResult:
+        """Remove a pending event; says why when it cannot."""
+        checked = _check_id(event_id)
+        answers: list[PoolCancelResult] = [
+            self._call(PoolCancel(str(i), checked), PoolCancelResult) for i in self._shards
+        ]
+        return min(answers, key=lambda r: _CANCEL_PREFERENCE.index(r.reason))
+
+    def drain(self, index: int | None = None) -> PoolDrainResult:
+        """Remove every pending event (one shard, or all); the running one finishes."""
+        results = [self._call(PoolDrain(str(i)), PoolDrainResult) for i in self._indexes(index)]
+        return PoolDrainResult(
+            drained=all(r.drained for r in results),
+            events_cleared=sum(r.events_cleared for r in results),
+        )
+
+    def instance_status(self, index: int) -> PoolInstanceStatus:
+        """One shard's status."""
+        request = PoolStatus(str(self._index(index)))
+        return self._call(request, PoolInstanceStatus)  # type: ignore[no-any-return]
+
+    def status(self) -> PoolStatusResult:
+        """Every shard's status and the sums."""
+        shards = tuple(self.instance_status(i) for i in self._shards)
+        return PoolStatusResult(
+            instances=shards,
+            total_pending=sum(s.pending_count for s in shards),
+            total_processed=sum(s.processed_count for s in shards),
+            total_dead_lettered=sum(s.dead_lettered_count for s in shards),
+            active_instances=sum(s.status in ("processing", "idle") for s in shards),
+            paused_instances=sum(s.status == "paused" for s in shards),
+        )
+
+    def dead_letters(self) -> list[DeadLetter[E]]:
+        return super().dead_letters()
+
+
 class Client:
     """Entry point to the job clients of one interpreter; from ``interpreter.client()``."""
 
@@ -236,3 +349,11 @@ class Client:
     def task(self, job: str | TaskDefinition[Any, Any]) -> TaskClient[Any, Any]:
         definition = self._dispatcher.jobs.resolve(job, TaskDefinition)
         return TaskClient(self._dispatcher, definition)
+
+    @overload
+    def worker_pool(self, job: WorkerPoolDefinition[E]) -> WorkerPoolClient[E]: ...
+    @overload
+    def worker_pool(self, job: str) -> WorkerPoolClient[Any]: ...
+    def worker_pool(self, job: str | WorkerPoolDefinition[Any]) -> WorkerPoolClient[Any]:
+        definition = self._dispatcher.jobs.resolve(job, WorkerPoolDefinition)
+        return WorkerPoolClient(self._dispatcher, definition)

@@ -25,11 +25,16 @@ from durable_jobs._time import Instant
 
 __all__ = [
     "CancelAlarm",
+    "ClearQueue",
     "Command",
+    "DeleteFinished",
+    "DeleteQueueItem",
     "Emit",
     "Hook",
     "Persist",
     "Purge",
+    "PutFinished",
+    "PutQueueItem",
     "RecordDeadLetter",
     "Reply",
     "RunUserCode",
@@ -37,7 +42,7 @@ __all__ = [
     "ScheduleRetry",
 ]
 
-Hook = Literal["execute", "on_event", "on_idle", "on_error"]
+Hook = Literal["execute", "on_event", "on_idle", "on_error", "on_dead_letter", "on_empty"]
 
 
 @attrs.frozen
@@ -119,6 +124,41 @@ class RunUserCode:
     error: ErrorInfo | None = None
     error_source: Literal["onEvent", "execute"] | None = None
     idle_reason: Literal["onEvent", "execute", "onError"] | None = None
+    item: Any = None
+    """The queue item (``QueueItem``) a WorkerPool hook is about."""
+
+
+@attrs.frozen
+class PutQueueItem:
+    """Store a pending WorkerPool event in the shard's queue (ordered by priority, seq)."""
+
+    item: Any
+
+
+@attrs.frozen
+class DeleteQueueItem:
+    """Remove a pending event from the shard's queue."""
+
+    event_id: str
+
+
+@attrs.frozen
+class ClearQueue:
+    """Remove every pending event of the shard's queue."""
+
+
+@attrs.frozen
+class PutFinished:
+    """Remember that an event finished (for idempotent enqueue until it expires)."""
+
+    record: Any
+
+
+@attrs.frozen
+class DeleteFinished:
+    """Forget expired finished-event records (only those with these exact times)."""
+
+    records: tuple[Any, ...]
 
 
 Command = (
@@ -131,4 +171,9 @@ Command = (
     | RecordDeadLetter
     | Reply
     | RunUserCode
+    | PutQueueItem
+    | DeleteQueueItem
+    | ClearQueue
+    | PutFinished
+    | DeleteFinished
 )

@@ -30,6 +30,9 @@ __all__ = [
     "ContinuousContext",
     "DebounceContext",
     "DebounceEventContext",
+    "PoolContext",
+    "PoolDeadLetterContext",
+    "PoolEmptyContext",
     "TaskContext",
     "TerminateSignal",
 ]
@@ -321,3 +324,81 @@ class TaskContext(_MutableState[S], Generic[S, E]):
             schedule=self._schedule,
             schedule_at=self._scheduled_at if self._schedule == "set" else None,
         )
+
+
+class PoolContext(_Context[None], Generic[E]):
+    """The context of a WorkerPool ``execute``: one event.
+
+    >>> from durable_jobs._pool import QueueItem
+    >>> item = QueueItem("e1", "payload", priority=2, seq=0, enqueued_at=Instant(0))
+    >>> ctx = PoolContext(key=InstanceKey("workerPool", "mail", "3"), now=Instant(5), item=item)
+    >>> ctx.event, ctx.event_id, ctx.instance_index, ctx.priority, ctx.is_retry
+    ('payload', 'e1', 3, 2, False)
+    """
+
+    def __init__(self, *, key: InstanceKey, now: Instant, item: Any, attempt: int = 1) -> None:
+        super().__init__(key=key, now=now, attempt=attempt)
+        self._item = item
+
+    @property
+    def event(self) -> E:
+        return self._item.event  # type: ignore[no-any-return]
+
+    @property
+    def event_id(self) -> str:
+        return self._item.event_id  # type: ignore[no-any-return]
+
+    @property
+    def instance_index(self) -> int:
+        """The shard running this event."""
+        return int(self._key.id)
+
+    @property
+    def enqueued_at(self) -> datetime:
+        return to_datetime(self._item.enqueued_at)
+
+    @property
+    def priority(self) -> int:
+        return self._item.priority  # type: ignore[no-any-return]
+
+    @property
+    def partition_key(self) -> str | None:
+        return self._item.partition_key  # type: ignore[no-any-return]
+
+
+class PoolDeadLetterContext(PoolContext[E]):
+    """The context of ``on_dead_letter(event, error, ctx)``: ``attempts`` were all used."""
+
+    def __init__(
+        self, *, key: InstanceKey, now: Instant, item: Any, attempts: int, error: ErrorInfo
+    ) -> None:
+        super().__init__(key=key, now=now, item=item, attempt=attempts)
+        self._error = error
+
+    @property
+    def attempts(self) -> int:
+        return self._attempt
+
+    @property
+    def error(self) -> ErrorInfo:
+        return self._error
+
+    @property
+    def failed_at(self) -> datetime:
+        return self.now
+
+
+class PoolEmptyContext(_Context[None]):
+    """The context of ``on_empty(ctx)``: the shard just ran out of work."""
+
+    def __init__(self, *, key: InstanceKey, now: Instant, processed_count: int) -> None:
+        super().__init__(key=key, now=now)
+        self._processed = processed_count
+
+    @property
+    def instance_index(self) -> int:
+        return int(self._key.id)
+
+    @property
+    def processed_count(self) -> int:
+        return self._processed

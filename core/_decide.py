@@ -20,9 +20,11 @@ from durable_jobs._definitions import (
     DebounceDefinition,
     Definition,
     TaskDefinition,
+    WorkerPoolDefinition,
 )
 from durable_jobs._errors import Rejection
 from durable_jobs._inputs import Input
+from durable_jobs._pool import PoolSnapshot, PoolView, decide_pool
 from durable_jobs._runtime import Transition
 from durable_jobs._task import TaskSnapshot, decide_task
 from durable_jobs._time import Instant
@@ -30,11 +32,16 @@ from returns.result import Result
 
 __all__ = ["Snapshot", "decide"]
 
-Snapshot = ContinuousSnapshot[Any] | DebounceSnapshot[Any] | TaskSnapshot[Any]
+Snapshot = ContinuousSnapshot[Any] | DebounceSnapshot[Any] | TaskSnapshot[Any] | PoolSnapshot[Any]
+"""A stored snapshot. ``decide`` takes a ``PoolView`` (stored snapshot + queue rows) for a
+WorkerPool shard and one of these for the other job types."""
 
 
 def decide(
-    definition: Definition, snapshot: Snapshot | None, input_: Input, now: Instant
+    definition: Definition,
+    snapshot: Snapshot | PoolView[Any] | None,
+    input_: Input,
+    now: Instant,
 ) -> Result[Transition, Rejection]:
     """The next snapshot and commands for ``input_`` at ``now``, or why it cannot apply.
 
@@ -53,4 +60,7 @@ def decide(
     if isinstance(definition, TaskDefinition):
         assert snapshot is None or isinstance(snapshot, TaskSnapshot)
         return decide_task(definition, snapshot, input_, now)
+    if isinstance(definition, WorkerPoolDefinition):
+        assert snapshot is None or isinstance(snapshot, PoolView)
+        return decide_pool(definition, snapshot, input_, now)
     raise TypeError(f"not a job definition: {definition!r}")  # pragma: no cover

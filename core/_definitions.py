@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
 
 import attrs
-from durable_jobs._errors import DefinitionError, JobNotFoundError
+from durable_jobs._errors import DefinitionError, ErrorInfo, JobNotFoundError
 from durable_jobs._keys import JobType
-from durable_jobs._retry import Retry
+from durable_jobs._retry import Backoff, Retry
 from durable_jobs._schedule import Cron, Every, Schedule, cron, every
 from durable_jobs._time import Duration, DurationLike, parse_duration
 
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
         ContinuousContext,
         DebounceContext,
         DebounceEventContext,
+        PoolContext,
+        PoolDeadLetterContext,
+        PoolEmptyContext,
         TaskContext,
     )
 
@@ -41,6 +44,8 @@ __all__ = [
     "Jobs",
     "Task",
     "TaskDefinition",
+    "WorkerPool",
+    "WorkerPoolDefinition",
 ]
 
 S = TypeVar("S")
@@ -121,7 +126,33 @@ class TaskDefinition(Generic[S, E]):
     name: str = ""
 
 
-Definition = ContinuousDefinition[Any] | DebounceDefinition[Any, Any] | TaskDefinition[Any, Any]
+@attrs.frozen(eq=False)
+class WorkerPoolDefinition(Generic[E]):
+    """A WorkerPool: a durable queue over ``concurrency`` shards, one event at a time each."""
+
+    job_type: ClassVar[JobType] = "workerPool"
+    event: type[E]
+    concurrency: int
+    execute: Callable[[PoolContext[E]], Any]
+    retry: Retry
+    on_dead_letter: Callable[[E, ErrorInfo, PoolDeadLetterContext[E]], Any] | None = None
+    on_empty: Callable[[PoolEmptyContext], Any] | None = None
+    max_queue_depth: int | None = None
+    dedup_retention: Duration = attrs.field(default=Duration(86_400_000))
+    name: str = ""
+
+    @property
+    def state(self) -> type[E]:
+        """A pool keeps no user state; its dead letters hold events."""
+        return self.event
+
+
+Definition = (
+    ContinuousDefinition[Any]
+    | DebounceDefinition[Any, Any]
+    | TaskDefinition[Any, Any]
+    | WorkerPoolDefinition[Any]
+)
 
 
 class Continuous:
@@ -301,6 +332,56 @@ class Task:
         )
 
 
+def _positive_int(value: object, what: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DefinitionError(f"{what} must be an int >= 1, got {value!r}")
+
+
+class WorkerPool:
+    """A durable queue with a concurrency limit, priorities, partition routing, idempotent
+    enqueue, retries and a dead-letter queue.
+
+    >>> pool = WorkerPool.make(event=str, concurrency=4, execute=lambda ctx: None)
+    >>> pool.concurrency, pool.retry.max_attempts, pool.dedup_retention
+    (4, 3, 86400000)
+    """
+
+    @staticmethod
+    def make(
+        *,
+        event: type[E],
+        concurrency: int,
+        execute: Callable[[PoolContext[E]], Any],
+        retry: Retry | None = None,
+        on_dead_letter: Callable[[E, ErrorInfo, PoolDeadLetterContext[E]], Any] | None = None,
+        on_empty: Callable[[PoolEmptyContext], Any] | None = None,
+        max_queue_depth: int | None = None,
+        dedup_retention: DurationLike = "24 hours",
+    ) -> WorkerPoolDefinition[E]:
+        _require_type(event, "WorkerPool event")
+        _positive_int(concurrency, "WorkerPool concurrency")
+        _require_callable(execute, "WorkerPool execute")
+        _require_callable(on_dead_letter, "WorkerPool on_dead_letter", optional=True)
+        _require_callable(on_empty, "WorkerPool on_empty", optional=True)
+        _positive_int(max_queue_depth, "WorkerPool max_queue_depth", optional=True)
+        _require_retry(retry)
+        return WorkerPoolDefinition(
+            event=event,
+            concurrency=concurrency,
+            execute=execute,
+            retry=DEFAULT_POOL_RETRY if retry is None else retry,
+            on_dead_letter=on_dead_letter,
+            on_empty=on_empty,
+            max_queue_depth=max_queue_depth,
+            dedup_retention=parse_duration(dedup_retention, what="WorkerPool dedup_retention"),
+        )
+
+
+DEFAULT_POOL_RETRY = Retry(max_attempts=3, backoff=Backoff.exponential(base="1 second"))
+
+
 D = TypeVar("D", bound=Definition)
 
 
@@ -317,10 +398,12 @@ class Jobs(Mapping[str, Definition]):
         self._by_object: dict[int, str] = {}
         for name, definition in definitions.items():
             if not isinstance(
-                definition, ContinuousDefinition | DebounceDefinition | TaskDefinition
+                definition,
+                ContinuousDefinition | DebounceDefinition | TaskDefinition | WorkerPoolDefinition,
             ):
                 raise DefinitionError(
-                    f"job {name!r} must be made with Continuous/Debounce/Task.make, got {definition!r}"
+                    f"job {name!r} must be made with Continuous/Debounce/Task/WorkerPool.make, "
+                    f"got {definition!r}"
                 )
             if id(definition) in self._by_object:
                 raise DefinitionError(

@@ -82,7 +82,7 @@ class UserCodeError(DurableJobsError):
         self.error = error
 
 
-RejectionKind = Literal["busy", "invalid", "wrong_job_type"]
+RejectionKind = Literal["busy", "invalid", "wrong_job_type", "queue_full"]
 
 
 @attrs.frozen
@@ -91,3 +91,17 @@ class Rejection:
 
     kind: RejectionKind
     message: str
+
+    def error(self) -> DurableJobsError:
+        """The exception a client raises for this rejection.
+
+        >>> Rejection("busy", "try again").error()
+        ConflictError('try again')
+        """
+        if self.kind == "busy":
+            return ConflictError(self.message)
+        if self.kind == "queue_full":
+            return QueueFullError(self.message)
+        if self.kind == "invalid":
+            return ValidationError(self.message)
+        return JobNotFoundError(self.message)

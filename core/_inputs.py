@@ -29,6 +29,12 @@ __all__ = [
     "DebounceStatus",
     "Input",
     "Outcome",
+    "PoolCancel",
+    "PoolDrain",
+    "PoolEnqueue",
+    "PoolPause",
+    "PoolResume",
+    "PoolStatus",
     "Request",
     "RunInterrupted",
     "TaskGetState",
@@ -122,6 +128,43 @@ class TaskGetState:
 
 
 @attrs.frozen
+class PoolEnqueue:
+    """Enqueue ``event`` as ``event_id`` on shard ``id`` (the shard index, as text)."""
+
+    id: str
+    event_id: str
+    event: Any
+    partition_key: str | None = None
+    priority: int = 0
+
+
+@attrs.frozen
+class PoolPause:
+    id: str
+
+
+@attrs.frozen
+class PoolResume:
+    id: str
+
+
+@attrs.frozen
+class PoolCancel:
+    id: str
+    event_id: str
+
+
+@attrs.frozen
+class PoolDrain:
+    id: str
+
+
+@attrs.frozen
+class PoolStatus:
+    id: str
+
+
+@attrs.frozen
 class AlarmFired:
     """The instance's alarm set for ``at`` went off."""
 
@@ -179,14 +222,6 @@ ContinuousRequest = (
 )
 DebounceRequest = DebounceAdd | DebounceFlush | DebounceClear | DebounceStatus | DebounceGetState
 TaskRequest = TaskSend | TaskTrigger | TaskTerminate | TaskStatus | TaskGetState
-Request = ContinuousRequest | DebounceRequest | TaskRequest
+PoolRequest = PoolEnqueue | PoolPause | PoolResume | PoolCancel | PoolDrain | PoolStatus
+Request = ContinuousRequest | DebounceRequest | TaskRequest | PoolRequest
 Input = Request | AlarmFired | Outcome
-
-QUERY_TYPES: tuple[type, ...] = (
-    ContinuousStatus,
-    ContinuousGetState,
-    DebounceStatus,
-    DebounceGetState,
-    TaskStatus,
-    TaskGetState,
-)

@@ -26,6 +26,13 @@ __all__ = [
     "DebounceClearResult",
     "DebounceFlushResult",
     "DebounceStatusResult",
+    "PoolCancelResult",
+    "PoolDrainResult",
+    "PoolEnqueueResult",
+    "PoolInstanceStatus",
+    "PoolPauseResult",
+    "PoolResumeResult",
+    "PoolStatusResult",
     "RequestFailed",
     "StateResult",
     "TaskSendResult",
@@ -125,6 +132,68 @@ class TaskStatusResult:
 
 
 @attrs.frozen
+class PoolEnqueueResult:
+    """``position`` is the 0-based rank in processing order (the running event is 0);
+    ``None`` for a duplicate of an event that already finished. ``created`` says the
+    shard was created by this call."""
+
+    event_id: str
+    instance_id: str
+    instance_index: int
+    position: int | None
+    created: bool
+    duplicate: bool
+
+
+@attrs.frozen
+class PoolPauseResult:
+    paused: bool
+
+
+@attrs.frozen
+class PoolResumeResult:
+    resumed: bool
+
+
+@attrs.frozen
+class PoolCancelResult:
+    cancelled: bool
+    reason: Literal["cancelled", "already_processing", "already_completed", "not_found"]
+
+
+@attrs.frozen
+class PoolDrainResult:
+    drained: bool
+    events_cleared: int
+
+
+@attrs.frozen
+class PoolInstanceStatus:
+    """One shard. ``pending_count`` counts every event not finished, the current one
+    included."""
+
+    status: Literal["processing", "idle", "paused", "not_found"]
+    instance_index: int
+    pending_count: int = 0
+    processed_count: int = 0
+    dead_lettered_count: int = 0
+    current_event_id: str | None = None
+    oldest_enqueued_at: datetime | None = None
+
+
+@attrs.frozen
+class PoolStatusResult:
+    """The whole pool: every shard, and sums."""
+
+    instances: tuple[PoolInstanceStatus, ...]
+    total_pending: int
+    total_processed: int
+    total_dead_lettered: int
+    active_instances: int
+    paused_instances: int
+
+
+@attrs.frozen
 class StateResult:
     """The state of an instance, or ``None`` when there is no instance."""
 
@@ -168,4 +237,10 @@ Reply = (
     | TaskStatusResult
     | StateResult
     | RequestFailed
+    | PoolEnqueueResult
+    | PoolPauseResult
+    | PoolResumeResult
+    | PoolCancelResult
+    | PoolDrainResult
+    | PoolInstanceStatus
 )

@@ -300,12 +300,17 @@ def decide_failure(
 
 
 def success_effects(
-    key: InstanceKey, run: InFlight, outcome: UserCodeSucceeded, run_count: int, now: Instant
+    key: InstanceKey,
+    run: InFlight,
+    outcome: UserCodeSucceeded,
+    run_count: int,
+    now: Instant,
+    subject: str | None = None,
 ) -> list[Command]:
     return [
         Emit(
             JobExecuted(
-                **base_fields(key, now),
+                **base_fields(key, now, subject),
                 hook=run.hook,
                 run_count=run_count,
                 attempt=run.attempt,
@@ -323,13 +328,14 @@ def failure_effects(
     run_count: int,
     now: Instant,
     payload: Any = None,
+    subject: str | None = None,
 ) -> list[Command]:
     """Telemetry (and the dead letter) for a failed run.
 
     ``decision`` is ``None`` for hooks that are never retried nor dead-lettered (a
     request's ``on_event``, ``on_idle``, ``on_error``).
     """
-    base = base_fields(key, now)
+    base = base_fields(key, now, subject)
     retry = decision if isinstance(decision, RetryAt) else None
     effects: list[Command] = [
         Emit(
@@ -354,7 +360,7 @@ def failure_effects(
                 DeadLetter(
                     job_type=key.job_type,
                     job_name=key.job_name,
-                    id=key.id,
+                    id=key.id if subject is None else subject,
                     instance_id=key.instance_id,
                     payload=payload,
                     error=error,
@@ -378,9 +384,10 @@ def with_retry(snapshot: SnapshotT, retry: RetryAt) -> SnapshotT:
 
 
 def terminated_effects(
-    key: InstanceKey, reason: str | None, run_count: int, now: Instant
+    key: InstanceKey, reason: str | None, run_count: int, now: Instant, subject: str | None = None
 ) -> list[Command]:
-    return [Emit(JobTerminated(**base_fields(key, now), reason=reason, run_count=run_count))]
+    fields = base_fields(key, now, subject)
+    return [Emit(JobTerminated(**fields, reason=reason, run_count=run_count))]
 
 
 def run_command(snapshot: LifecycleSnapshot, **context: Any) -> RunUserCode:

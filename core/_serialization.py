@@ -34,8 +34,10 @@ from durable_jobs._definitions import (
     ContinuousDefinition,
     DebounceDefinition,
     Definition,
+    WorkerPoolDefinition,
 )
 from durable_jobs._errors import StorageError, ValidationError
+from durable_jobs._pool import FinishedEvent, PoolSnapshot, QueueItem
 from durable_jobs._task import TaskSnapshot
 
 __all__ = ["SCHEMA_VERSION", "TAGS", "Codec", "make_converter", "validate"]
@@ -59,6 +61,12 @@ TAGS: Final[dict[type, str]] = {
     inp.TaskTerminate: "task.terminate",
     inp.TaskStatus: "task.status",
     inp.TaskGetState: "task.getState",
+    inp.PoolEnqueue: "workerPool.enqueue",
+    inp.PoolPause: "workerPool.pause",
+    inp.PoolResume: "workerPool.resume",
+    inp.PoolCancel: "workerPool.cancel",
+    inp.PoolDrain: "workerPool.drain",
+    inp.PoolStatus: "workerPool.status",
     inp.AlarmFired: "alarm.fired",
     inp.UserCodeSucceeded: "userCode.succeeded",
     inp.UserCodeFailed: "userCode.failed",
@@ -74,6 +82,11 @@ TAGS: Final[dict[type, str]] = {
     cmd.RecordDeadLetter: "recordDeadLetter",
     cmd.Reply: "reply",
     cmd.RunUserCode: "runUserCode",
+    cmd.PutQueueItem: "putQueueItem",
+    cmd.DeleteQueueItem: "deleteQueueItem",
+    cmd.ClearQueue: "clearQueue",
+    cmd.PutFinished: "putFinished",
+    cmd.DeleteFinished: "deleteFinished",
     # telemetry: the event name is the tag
     **{cls: cls.type for cls in tel.TELEMETRY_CLASSES},
     # replies
@@ -91,6 +104,12 @@ TAGS: Final[dict[type, str]] = {
     res.TaskStatusResult: "task.status",
     res.StateResult: "state",
     res.RequestFailed: "requestFailed",
+    res.PoolEnqueueResult: "workerPool.enqueue",
+    res.PoolPauseResult: "workerPool.pause",
+    res.PoolResumeResult: "workerPool.resume",
+    res.PoolCancelResult: "workerPool.cancel",
+    res.PoolDrainResult: "workerPool.drain",
+    res.PoolInstanceStatus: "workerPool.status",
 }
 
 
@@ -193,6 +212,8 @@ def _describe(error: BaseException) -> str:
 
 
 def _snapshot_type(definition: Definition) -> Any:
+    if isinstance(definition, WorkerPoolDefinition):
+        return PoolSnapshot[definition.event]  # type: ignore[name-defined]
     if isinstance(definition, ContinuousDefinition):
         return ContinuousSnapshot[definition.state]  # type: ignore[name-defined]
     if isinstance(definition, DebounceDefinition):
@@ -259,7 +280,7 @@ class Codec:
         structure = self.converter.structure
         if isinstance(value, inp.ContinuousStart):
             return attrs.evolve(value, input=structure(value.input, self.state_type))
-        if isinstance(value, inp.DebounceAdd | inp.TaskSend):
+        if isinstance(value, inp.DebounceAdd | inp.TaskSend | inp.PoolEnqueue):
             return attrs.evolve(value, event=structure(value.event, self.event_type))
         if isinstance(value, inp.UserCodeSucceeded) and value.state_set:
             return attrs.evolve(value, state=structure(value.state, self.state_type))
@@ -309,6 +330,8 @@ class Codec:
             data["event"] = self.encode_event(command.event)
         elif isinstance(command, cmd.RecordDeadLetter):
             data["record"] = self.encode_dead_letter(command.record)
+        elif isinstance(command, cmd.PutQueueItem):
+            data["item"] = self.converter.unstructure(command.item, QueueItem[self.event_type])  # type: ignore[name-defined]
         return data
 
     def decode_command(self, data: dict[str, Any]) -> cmd.Command:
@@ -320,4 +343,12 @@ class Codec:
             return cmd.Emit(self.decode_event(data["event"]))
         if isinstance(command, cmd.RecordDeadLetter):
             return cmd.RecordDeadLetter(self.decode_dead_letter(data["record"]))
+        if isinstance(command, cmd.PutQueueItem):
+            item = self.converter.structure(data["item"], QueueItem[self.event_type])  # type: ignore[name-defined]
+            return cmd.PutQueueItem(item)
+        if isinstance(command, cmd.PutFinished):
+            return cmd.PutFinished(self.converter.structure(data["record"], FinishedEvent))
+        if isinstance(command, cmd.DeleteFinished):
+            records = self.converter.structure(data["records"], tuple[FinishedEvent, ...])
+            return cmd.DeleteFinished(records)
         return command

@@ -52,13 +52,17 @@ class _Base:
         return to_datetime(self.timestamp)
 
 
-def base_fields(key: InstanceKey, now: Instant) -> dict[str, Any]:
-    """The base fields of an event about instance ``key`` at ``now``."""
+def base_fields(key: InstanceKey, now: Instant, subject: str | None = None) -> dict[str, Any]:
+    """The base fields of an event about instance ``key`` at ``now``.
+
+    ``id`` is the instance's user id, or ``subject`` when given (a WorkerPool event's id:
+    a shard's own id is only its index).
+    """
     return {
         "job_type": key.job_type,
         "job_name": key.job_name,
         "instance_id": key.instance_id,
-        "id": key.id,
+        "id": key.id if subject is None else subject,
         "timestamp": now,
     }
 

@@ -36,6 +36,9 @@ from durable_jobs import (
     ErrorInfo,
     Instant,
     Outcome,
+    PoolContext,
+    PoolDeadLetterContext,
+    PoolEmptyContext,
     RunUserCode,
     TaskContext,
     TaskDefinition,
@@ -44,6 +47,7 @@ from durable_jobs import (
     UserCodeFailed,
     UserCodeSucceeded,
     ValidationError,
+    WorkerPoolDefinition,
     validate,
 )
 from durable_jobs._client import INVALID_STATE
@@ -131,6 +135,15 @@ def _raise(inner: Any) -> None:
 
 def _context(definition: Definition, command: RunUserCode, now: Instant) -> Any:
     key = command.key
+    if isinstance(definition, WorkerPoolDefinition):
+        if command.hook == "on_empty":
+            return PoolEmptyContext(key=key, now=now, processed_count=command.run_count)
+        if command.hook == "on_dead_letter":
+            assert command.error is not None
+            return PoolDeadLetterContext(
+                key=key, now=now, item=command.item, attempts=command.attempt, error=command.error
+            )
+        return PoolContext(key=key, now=now, item=command.item, attempt=command.attempt)
     if isinstance(definition, ContinuousDefinition):
         return ContinuousContext(
             key=key,
@@ -189,7 +202,11 @@ def prepare(definition: Definition, command: RunUserCode, now: Instant) -> HookC
         return HookCall(definition, command, _Empty(), error=error)
     call = HookCall(definition, command, context)
     try:
-        call.result = _hook(definition, command)(context)
+        fn = _hook(definition, command)
+        if isinstance(context, PoolDeadLetterContext):
+            call.result = fn(context.event, context.error, context)  # type: ignore[call-arg]
+        else:
+            call.result = fn(context)
     except (Exception, TerminateSignal) as error:
         call.error = error
     return call

@@ -35,22 +35,27 @@ import attrs
 from durable_jobs import (
     AlarmFired,
     CancelAlarm,
+    ClearQueue,
     Client,
     Command,
     ConflictError,
     DeadLetter,
     Definition,
+    DeleteFinished,
+    DeleteQueueItem,
     DurableJobsError,
     Emit,
     Input,
     InstanceKey,
     Instant,
-    JobNotFoundError,
     Jobs,
     Persist,
+    PoolSnapshot,
+    PoolView,
     Purge,
+    PutFinished,
+    PutQueueItem,
     RecordDeadLetter,
-    Rejection,
     Reply,
     Request,
     RunUserCode,
@@ -58,19 +63,22 @@ from durable_jobs import (
     ScheduleRetry,
     Snapshot,
     TelemetryEvent,
-    ValidationError,
+    WorkerPoolDefinition,
     decide,
     from_datetime,
     parse_duration,
+    queue_reads,
     to_datetime,
 )
 from durable_jobs._results import Reply as ReplyValue
+from durable_jobs.interpreters._queue import ShardQueue
 from durable_jobs.interpreters._runner import run_sync
 from returns.result import Failure, Success
 
 __all__ = ["MemoryInterpreter", "TraceEntry"]
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
+_NO_QUEUE = ShardQueue()
 
 
 @attrs.frozen
@@ -81,15 +89,6 @@ class TraceEntry:
     instance_id: str
     input: Input
     commands: tuple[Command, ...]
-
-
-def rejection_error(rejection: Rejection) -> DurableJobsError:
-    """The client-side exception for a core ``Rejection``."""
-    if rejection.kind == "busy":
-        return ConflictError(rejection.message)
-    if rejection.kind == "invalid":
-        return ValidationError(rejection.message)
-    return JobNotFoundError(rejection.message)
 
 
 class MemoryInterpreter:
@@ -123,6 +122,7 @@ class MemoryInterpreter:
         self.trace: list[TraceEntry] = []
         """Every step (when ``trace=True``): transitions, and queries that wrote nothing."""
         self._dead: list[DeadLetter[Any]] = []
+        self._queues: dict[str, ShardQueue] = {}
 
     # ------------------------------------------------------------------ public surface
     @property
@@ -194,9 +194,16 @@ class MemoryInterpreter:
         try:
             snapshot = self._store.get(instance_id)
             while True:
-                result = decide(definition, snapshot, input_, self._now)
+                if isinstance(definition, WorkerPoolDefinition):
+                    queue = self._queues.get(instance_id, _NO_QUEUE)
+                    reads = queue_reads(definition, input_, self._now)
+                    assert snapshot is None or isinstance(snapshot, PoolSnapshot)
+                    view = PoolView(snapshot, queue.view(reads))
+                    result = decide(definition, view, input_, self._now)
+                else:
+                    result = decide(definition, snapshot, input_, self._now)
                 if isinstance(result, Failure):
-                    raise rejection_error(result.failure())
+                    raise result.failure().error()
                 assert isinstance(result, Success)
                 transition = result.unwrap()
                 run, reply = self._apply(instance_id, transition.commands)
@@ -233,11 +240,27 @@ class MemoryInterpreter:
                     self.telemetry.append(event)
                 case RecordDeadLetter(record=record):
                     self._dead.append(record)
+                case PutQueueItem(item=item):
+                    self._queue(instance_id).put(item)
+                case DeleteQueueItem(event_id=event_id):
+                    self._queue(instance_id).delete(event_id)
+                case ClearQueue():
+                    self._queue(instance_id).clear()
+                case PutFinished(record=record):
+                    self._queue(instance_id).put_finished(record)
+                case DeleteFinished(records=records):
+                    self._queue(instance_id).delete_finished(records)
                 case RunUserCode():
                     run = command
                 case Reply(value=value):
                     reply = value
         return run, reply
+
+    def _queue(self, instance_id: str) -> ShardQueue:
+        queue = self._queues.get(instance_id)
+        if queue is None:
+            queue = self._queues[instance_id] = ShardQueue()
+        return queue
 
     def _drop_stale(self) -> None:
         heap = self._heap

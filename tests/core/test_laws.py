@@ -15,6 +15,7 @@ laws are then checked on every visited point:
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from typing import Any
 
 import attrs
@@ -22,6 +23,7 @@ from durable_jobs import (
     AlarmFired,
     Backoff,
     CancelAlarm,
+    ClearQueue,
     Codec,
     Continuous,
     ContinuousGetState,
@@ -36,13 +38,24 @@ from durable_jobs import (
     DebounceGetState,
     DebounceStatus,
     Definition,
+    DeleteFinished,
+    DeleteQueueItem,
     Emit,
     ErrorInfo,
     Input,
     Instant,
     Jobs,
     Persist,
+    PoolCancel,
+    PoolDrain,
+    PoolEnqueue,
+    PoolPause,
+    PoolResume,
+    PoolStatus,
+    PoolView,
     Purge,
+    PutFinished,
+    PutQueueItem,
     RecordDeadLetter,
     Retry,
     RunInterrupted,
@@ -59,9 +72,13 @@ from durable_jobs import (
     Transition,
     UserCodeFailed,
     UserCodeSucceeded,
+    WorkerPool,
+    WorkerPoolDefinition,
     decide,
+    queue_reads,
 )
 from durable_jobs._inputs import ScheduleChange
+from durable_jobs.interpreters._queue import ShardQueue
 from hypothesis import given
 from hypothesis import strategies as st
 from returns.result import Success
@@ -103,6 +120,16 @@ JOBS = Jobs(
         retry=Retry(max_attempts=2, backoff=Backoff.constant("3 seconds")),
     ),
     plain_task=Task.make(state=int, event=int, on_event=_noop, execute=_noop),
+    pool=WorkerPool.make(
+        event=int,
+        concurrency=2,
+        execute=_noop,
+        on_dead_letter=_noop,
+        on_empty=_noop,
+        max_queue_depth=3,
+        dedup_retention="20 seconds",
+        retry=Retry(max_attempts=2, backoff=Backoff.constant("2 seconds")),
+    ),
 )
 
 IDS = st.sampled_from(["a", "b:c"])
@@ -126,6 +153,18 @@ def requests_for(definition: Definition) -> st.SearchStrategy[Input]:
             st.builds(DebounceClear, IDS),
             st.builds(DebounceStatus, IDS),
             st.builds(DebounceGetState, IDS),
+        )
+    if definition.job_type == "workerPool":
+        shards = st.sampled_from(["0", "1"])
+        event_ids = st.sampled_from(["e1", "e2", "e:3", "e4"])
+        return st.one_of(
+            st.builds(PoolEnqueue, shards, event_ids, values, st.none(), st.integers(0, 2)),
+            st.builds(PoolEnqueue, shards, event_ids, values, st.none(), st.integers(0, 2)),
+            st.builds(PoolPause, shards),
+            st.builds(PoolResume, shards),
+            st.builds(PoolCancel, shards, event_ids),
+            st.builds(PoolDrain, shards),
+            st.builds(PoolStatus, shards),
         )
     return st.one_of(
         st.builds(TaskSend, IDS, values),
@@ -161,10 +200,20 @@ def outcome_for(data: st.DataObject, run: RunUserCode, now: Instant) -> Input:
 Visit = tuple[Any, Input, Instant, Transition]
 
 
+def argument(
+    definition: Definition, snapshot: Any, queue: ShardQueue, input_: Input, now: Instant
+) -> Any:
+    """What ``decide`` takes for this instance: a pool shard sees its queue rows too."""
+    if isinstance(definition, WorkerPoolDefinition):
+        return PoolView(snapshot, queue.view(queue_reads(definition, input_, now)))
+    return snapshot
+
+
 def walk(data: st.DataObject, name: str) -> list[Visit]:
     """Drive ``decide`` like an interpreter would, and record every visited point."""
     definition = JOBS[name]
     store: dict[str, Any] = {}
+    queues: dict[str, ShardQueue] = defaultdict(ShardQueue)
     alarms: dict[str, Instant] = {}
     now = Instant(1_780_000_000_000)
     visits: list[Visit] = []
@@ -179,12 +228,14 @@ def walk(data: st.DataObject, name: str) -> list[Visit]:
             input_ = data.draw(requests_for(definition))
             instance_id = f"{definition.job_type}:{name}:{getattr(input_, 'id', '')}"
         snapshot = store.get(instance_id)
+        queue = queues[instance_id]
         for _ in range(10):
-            result = decide(definition, snapshot, input_, now)
+            arg = argument(definition, snapshot, queue, input_, now)
+            result = decide(definition, arg, input_, now)
             if not isinstance(result, Success):
                 break
             transition = result.unwrap()
-            visits.append((snapshot, input_, now, transition))
+            visits.append((arg, input_, now, transition))
             run = None
             for command in transition.commands:
                 if isinstance(command, Persist):
@@ -198,6 +249,16 @@ def walk(data: st.DataObject, name: str) -> list[Visit]:
                     alarms.pop(instance_id, None)
                 elif isinstance(command, RunUserCode):
                     run = command
+                elif isinstance(command, PutQueueItem):
+                    queue.put(command.item)
+                elif isinstance(command, DeleteQueueItem):
+                    queue.delete(command.event_id)
+                elif isinstance(command, ClearQueue):
+                    queue.clear()
+                elif isinstance(command, PutFinished):
+                    queue.put_finished(command.record)
+                elif isinstance(command, DeleteFinished):
+                    queue.delete_finished(command.records)
             snapshot = transition.snapshot
             if run is None:
                 break
@@ -233,15 +294,19 @@ def test_stale_and_duplicate_inputs_are_no_ops(data: st.DataObject, name: str) -
             stale.append(AlarmFired(Instant(snapshot.alarm_at - 1)))
         if snapshot is not None and snapshot.in_flight is not None:
             stale.append(AlarmFired(Instant(now)))
+        empty = ShardQueue()
         for input_ in stale:
-            assert decide(definition, snapshot, input_, now) == Success(Transition(snapshot, ()))
-        assert decide(definition, None, AlarmFired(now), now) == Success(Transition(None, ()))
+            arg = argument(definition, snapshot, empty, input_, now)
+            assert decide(definition, arg, input_, now) == Success(Transition(snapshot, ()))
+        arg = argument(definition, None, empty, AlarmFired(now), now)
+        assert decide(definition, arg, AlarmFired(now), now) == Success(Transition(None, ()))
 
 
 @given(st.data(), NAMES)
 def test_every_serialised_value_round_trips(data: st.DataObject, name: str) -> None:
     codec = Codec(JOBS[name])
-    for snapshot, input_, _, transition in walk(data, name):
+    for arg, input_, _, transition in walk(data, name):
+        snapshot = arg.snapshot if isinstance(arg, PoolView) else arg
         if snapshot is not None:
             assert codec.decode_snapshot(codec.encode_snapshot(snapshot)) == snapshot
         text = json.dumps(codec.encode_input(input_))
@@ -270,6 +335,7 @@ def test_the_walk_reaches_the_interesting_states() -> None:
 
     explore()
     assert {"ScheduleRetry", "RecordDeadLetter", "RunUserCode", "Purge"} <= seen
+    assert {"PutQueueItem", "DeleteQueueItem", "PutFinished", "DeleteFinished", "ClearQueue"} <= seen
     assert {"UserCodeFailed", "TerminateRequested", "RunInterrupted", "AlarmFired"} <= seen
 
 

@@ -1,0 +1,530 @@
+"""WorkerPool: the rules of the durable queue. The lifecycle itself is in ``_runtime``.
+
+Theory of operation.
+
+*Shards.* A pool of ``concurrency`` N is N instances (shards), ``workerPool:<name>:<i>``.
+Each runs at most one event at a time, so the pool runs at most N at once. The client
+routes an event to ``abs(java_hash32(key)) % N`` where the key is the ``partition_key``,
+or the event id when there is none, so a re-sent enqueue reaches the shard that can
+recognise it. ``java_hash32`` is the original's 32-bit string hash over UTF-16 code
+units (Java's ``String.hashCode``), so keys route the same in both implementations.
+De-duplication and ordering are per shard: an id re-sent with another partition key can
+land elsewhere.
+
+*Storage shape.* Pending events are not a list inside the snapshot. Each is one
+``QueueItem`` row kept by the interpreter in an index ordered by (priority descending,
+sequence ascending); finished ids are ``FinishedEvent`` rows ordered by finish time. The
+core reads them through a ``QueueView`` — the head of the index, the oldest item, and
+for a request about one event id that id's item, its rank and its finished record — and
+changes them with the commands ``PutQueueItem``, ``DeleteQueueItem``, ``ClearQueue``,
+``PutFinished`` and ``DeleteFinished``. ``queue_reads`` tells an interpreter what to load
+for an input. An interpreter implements the primitive natively: a SQLite table with an
+index on (shard, -priority, seq), or keys in Durable Object storage. The snapshot holds
+only counters, the per-priority counts used for positions (one pair per distinct
+priority), and the *current* event.
+
+*Order.* A shard always finishes its current event first: it is never pre-empted, and a
+failed event keeps its place while it waits for its retry (strict order within a shard).
+Otherwise the next event is the head: highest ``priority`` first, FIFO within one. The
+step that takes the head commits ``current = item`` and deletes the row in one
+transition, before user code runs, and marks the attempt as started; a crash mid-run is
+then an interrupted attempt, which counts as failed.
+
+*Idempotent enqueue.* An id that is current, pending, or finished less than
+``dedup_retention`` ago is answered ``duplicate=True`` and nothing is written (not even a
+new shard). Finished records are pruned as alarms run, at most ``PRUNE_BATCH`` per step,
+so the work is bounded.
+
+*Finishing.* Success records the id as finished, counts it processed, and moves on. The
+last failed attempt writes the event to the dead-letter store (``job.retryExhausted``,
+``job.deadLettered``), records the id as finished, counts it dead-lettered (not
+processed), then runs ``on_dead_letter(event, error, ctx)``; that hook's own failure is
+recorded as ``job.failed`` and never blocks the shard. When a processing step leaves the
+shard with no work, ``on_empty(ctx)`` runs. ``ctx.terminate()`` inside ``execute`` drops
+that one event (recorded as finished, neither processed nor dead-lettered, with
+``job.terminated``): purging a whole shard from one event's code would lose the others.
+
+*Control.* ``pause`` stops processing (the alarm is removed) and still accepts enqueues;
+pausing a shard that does not exist yet creates it paused, so a paused pool stays paused
+when its first events arrive. ``resume`` re-arms, honouring a pending backoff. ``cancel``
+removes a pending event (``cancelled``), or answers ``already_processing``,
+``already_completed`` or ``not_found``. ``drain`` removes every pending event of the
+shard and reports how many; the current event, the counters and the finished records
+stay. ``max_queue_depth`` caps the pending events of a shard: a full shard refuses the
+enqueue (``QueueFullError``) and writes nothing. Enqueue, cancel and the controls are
+accepted while an event runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Generic, Literal, TypeVar
+
+import attrs
+from durable_jobs import _runtime as rt
+from durable_jobs._commands import (
+    ClearQueue,
+    Command,
+    DeleteFinished,
+    DeleteQueueItem,
+    PutFinished,
+    PutQueueItem,
+    RunUserCode,
+)
+from durable_jobs._definitions import WorkerPoolDefinition
+from durable_jobs._errors import Rejection
+from durable_jobs._inputs import (
+    AlarmFired,
+    Input,
+    PoolCancel,
+    PoolDrain,
+    PoolEnqueue,
+    PoolPause,
+    PoolResume,
+    PoolStatus,
+    RunInterrupted,
+    TerminateRequested,
+    UserCodeFailed,
+    UserCodeSucceeded,
+)
+from durable_jobs._keys import InstanceKey
+from durable_jobs._results import (
+    PoolCancelResult,
+    PoolDrainResult,
+    PoolEnqueueResult,
+    PoolInstanceStatus,
+    PoolPauseResult,
+    PoolResumeResult,
+)
+from durable_jobs._time import Instant, to_datetime
+from returns.result import Failure, Result, Success
+
+__all__ = [
+    "PRUNE_BATCH",
+    "FinishedEvent",
+    "PoolSnapshot",
+    "PoolView",
+    "QueueItem",
+    "QueueReads",
+    "QueueView",
+    "decide_pool",
+    "java_hash32",
+    "queue_reads",
+    "shard_index",
+]
+
+E = TypeVar("E")
+
+PRUNE_BATCH: Final = 32
+"""At most this many expired finished-event records are pruned per step."""
+
+
+def java_hash32(text: str) -> int:
+    """Java's ``String.hashCode``: ``h = 31 * h + unit`` over UTF-16 code units, as int32.
+
+    >>> java_hash32("hello"), java_hash32("Aa") == java_hash32("BB")
+    (99162322, True)
+    >>> java_hash32("😀")  # a surrogate pair: two code units
+    1772899
+    """
+    h = 0
+    data = text.encode("utf-16-le", "surrogatepass")
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] | data[i + 1] << 8)) & 0xFFFFFFFF
+    return h - 0x1_0000_0000 if h >= 0x8000_0000 else h
+
+
+def shard_index(key: str, concurrency: int) -> int:
+    """The shard a routing key goes to: ``abs(java_hash32(key)) % concurrency``.
+
+    >>> shard_index("polygenelubricants", 7)  # hashes to -2**31
+    2
+    """
+    return abs(java_hash32(key)) % concurrency
+
+
+@attrs.frozen
+class QueueItem(Generic[E]):
+    """One pending event of a shard, as stored by the interpreter."""
+
+    event_id: str
+    event: E
+    priority: int
+    seq: int
+    enqueued_at: Instant
+    partition_key: str | None = None
+
+
+@attrs.frozen
+class FinishedEvent:
+    """An event id that finished, remembered for idempotent enqueue until it expires."""
+
+    event_id: str
+    finished_at: Instant
+    outcome: Literal["completed", "dead_lettered", "terminated"]
+
+
+@attrs.frozen
+class QueueReads:
+    """What an interpreter loads into the ``QueueView`` for one input."""
+
+    event_id: str | None = None
+    expired_before: Instant | None = None
+    limit: int = PRUNE_BATCH
+
+
+@attrs.frozen
+class QueueView(Generic[E]):
+    """The queue rows ``decide`` may see for one input (loaded per ``QueueReads``).
+
+    ``head`` is the next pending event in processing order, ``oldest`` the pending event
+    enqueued first; ``item``, ``ahead`` (pending events ordered before it) and
+    ``finished`` are about ``QueueReads.event_id``; ``expired`` are finished records older
+    than ``QueueReads.expired_before``, at most ``QueueReads.limit`` of them.
+    """
+
+    head: QueueItem[E] | None = None
+    oldest: QueueItem[E] | None = None
+    item: QueueItem[E] | None = None
+    ahead: int = 0
+    finished: FinishedEvent | None = None
+    expired: tuple[FinishedEvent, ...] = ()
+
+
+@attrs.frozen
+class PoolSnapshot(Generic[E]):
+    key: InstanceKey
+    created_at: Instant
+    paused: bool = False
+    next_seq: int = 0
+    queued: int = 0
+    priorities: tuple[tuple[int, int], ...] = ()
+    """Pending events per priority, highest priority first (one pair per priority)."""
+    current: QueueItem[E] | None = None
+    processed_count: int = 0
+    dead_lettered_count: int = 0
+    attempts: rt.Attempts = rt.FRESH
+    in_flight: rt.InFlight | None = None
+    alarm_at: Instant | None = None
+    version: int = 0
+
+
+@attrs.frozen
+class PoolView(Generic[E]):
+    """What ``decide`` takes as a shard's snapshot: the stored record and the loaded rows."""
+
+    snapshot: PoolSnapshot[E] | None
+    queue: QueueView[E] = QueueView()
+
+
+def queue_reads(definition: WorkerPoolDefinition[Any], input_: Input, now: Instant) -> QueueReads:
+    """The rows an interpreter must load for ``input_`` (the head and oldest always).
+
+    >>> from durable_jobs import WorkerPool, PoolCancel
+    >>> pool = WorkerPool.make(event=str, concurrency=1, execute=print)
+    >>> queue_reads(pool, PoolCancel(id="0", event_id="e1"), Instant(0)).event_id
+    'e1'
+    """
+    if isinstance(input_, PoolEnqueue | PoolCancel):
+        return QueueReads(event_id=input_.event_id)
+    if isinstance(input_, AlarmFired):
+        return QueueReads(expired_before=Instant(now - definition.dedup_retention))
+    return QueueReads()
+
+
+def _count_change(
+    priorities: tuple[tuple[int, int], ...], priority: int, delta: int
+) -> tuple[tuple[int, int], ...]:
+    counts = dict(priorities)
+    left = counts.get(priority, 0) + delta
+    if left:
+        counts[priority] = left
+    else:
+        counts.pop(priority, None)
+    return tuple(sorted(counts.items(), reverse=True))
+
+
+def _alarm_at(now: Instant) -> Any:
+    def alarm(snapshot: PoolSnapshot[Any]) -> Instant | None:
+        if snapshot.paused:
+            return None
+        if snapshot.attempts.retry_at is not None:
+            return snapshot.attempts.retry_at
+        if snapshot.current is None and snapshot.queued == 0:
+            return None
+        # Work is waiting: run it now, or keep an earlier alarm that has not fired yet.
+        earlier = snapshot.alarm_at
+        return earlier if earlier is not None and earlier <= now else now
+
+    return alarm
+
+
+def _live(
+    finished: FinishedEvent | None, definition: WorkerPoolDefinition[Any], now: Instant
+) -> bool:
+    return finished is not None and finished.finished_at >= now - definition.dedup_retention
+
+
+def decide_pool(
+    definition: WorkerPoolDefinition[E],
+    view: PoolView[E] | None,
+    input_: Input,
+    now: Instant,
+) -> Result[rt.Transition, Rejection]:
+    view = view if view is not None else PoolView(None)
+    snapshot, queue = view.snapshot, view.queue
+    alarm = _alarm_at(now)
+    match input_:
+        case PoolEnqueue():
+            return _enqueue(definition, snapshot, queue, input_, now)
+
+        case PoolPause(id=index):
+            shard = snapshot or _new_shard(definition, index, now)
+            paused = attrs.evolve(shard, paused=True)
+            return Success(rt.commit(alarm, paused, reply=PoolPauseResult(True)))
+
+        case PoolResume():
+            if snapshot is None:
+                return Success(rt.keep(None, reply=PoolResumeResult(False)))
+            resumed = attrs.evolve(snapshot, paused=False)
+            return Success(rt.commit(alarm, resumed, reply=PoolResumeResult(True)))
+
+        case PoolCancel(event_id=event_id):
+            current = None if snapshot is None else snapshot.current
+            if current is not None and current.event_id == event_id:
+                return Success(
+                    rt.keep(snapshot, reply=PoolCancelResult(False, "already_processing"))
+                )
+            if snapshot is not None and queue.item is not None:
+                item = queue.item
+                smaller = attrs.evolve(
+                    snapshot,
+                    queued=snapshot.queued - 1,
+                    priorities=_count_change(snapshot.priorities, item.priority, -1),
+                )
+                return Success(
+                    rt.commit(
+                        alarm,
+                        smaller,
+                        [DeleteQueueItem(event_id)],
+                        reply=PoolCancelResult(True, "cancelled"),
+                    )
+                )
+            if _live(queue.finished, definition, now):
+                return Success(
+                    rt.keep(snapshot, reply=PoolCancelResult(False, "already_completed"))
+                )
+            return Success(rt.keep(snapshot, reply=PoolCancelResult(False, "not_found")))
+
+        case PoolDrain():
+            if snapshot is None:
+                return Success(rt.keep(None, reply=PoolDrainResult(False, 0)))
+            emptied = attrs.evolve(snapshot, queued=0, priorities=())
+            reply = PoolDrainResult(True, snapshot.queued)
+            return Success(rt.commit(alarm, emptied, [ClearQueue()], reply=reply))
+
+        case PoolStatus(id=index):
+            return Success(rt.keep(snapshot, reply=_status(snapshot, queue, int(index))))
+
+        case AlarmFired(at=at):
+            if snapshot is None or snapshot.in_flight is not None or snapshot.alarm_at != at:
+                return Success(rt.keep(snapshot))
+            return Success(_take_next(definition, snapshot, queue, now))
+
+        case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
+            matched = rt.match_outcome(snapshot, input_)
+            if matched is None or snapshot is None:
+                return Success(rt.keep(snapshot))
+            return Success(_after_run(definition, snapshot, *matched, now))
+
+        case _:
+            return Failure(Rejection("wrong_job_type", f"worker pools do not take {input_!r}"))
+
+
+def _new_shard(
+    definition: WorkerPoolDefinition[Any], index: str, now: Instant
+) -> PoolSnapshot[Any]:
+    return PoolSnapshot(key=InstanceKey("workerPool", definition.name, index), created_at=now)
+
+
+def _enqueue(
+    definition: WorkerPoolDefinition[Any],
+    snapshot: PoolSnapshot[Any] | None,
+    queue: QueueView[Any],
+    request: PoolEnqueue,
+    now: Instant,
+) -> Result[rt.Transition, Rejection]:
+    created = snapshot is None
+    shard = snapshot or _new_shard(definition, request.id, now)
+    index = int(request.id)
+    running = 1 if shard.current is not None else 0
+
+    def answer(position: int | None, duplicate: bool) -> PoolEnqueueResult:
+        return PoolEnqueueResult(
+            event_id=request.event_id,
+            instance_id=shard.key.instance_id,
+            instance_index=index,
+            position=position,
+            created=created and not duplicate,
+            duplicate=duplicate,
+        )
+
+    if shard.current is not None and shard.current.event_id == request.event_id:
+        return Success(rt.keep(snapshot, reply=answer(0, True)))
+    if queue.item is not None:
+        return Success(rt.keep(snapshot, reply=answer(running + queue.ahead, True)))
+    if _live(queue.finished, definition, now):
+        return Success(rt.keep(snapshot, reply=answer(None, True)))
+    if definition.max_queue_depth is not None and shard.queued >= definition.max_queue_depth:
+        return Failure(
+            Rejection(
+                "queue_full",
+                f"{shard.key.instance_id} holds {shard.queued} pending events "
+                f"(max_queue_depth={definition.max_queue_depth})",
+            )
+        )
+    ahead = sum(count for priority, count in shard.priorities if priority >= request.priority)
+    item = QueueItem(
+        event_id=request.event_id,
+        event=request.event,
+        priority=request.priority,
+        seq=shard.next_seq,
+        enqueued_at=now,
+        partition_key=request.partition_key,
+    )
+    grown = attrs.evolve(
+        shard,
+        next_seq=shard.next_seq + 1,
+        queued=shard.queued + 1,
+        priorities=_count_change(shard.priorities, request.priority, +1),
+    )
+    reply = answer(running + ahead, False)
+    return Success(rt.commit(_alarm_at(now), grown, [PutQueueItem(item)], reply=reply))
+
+
+def _status(
+    snapshot: PoolSnapshot[Any] | None, queue: QueueView[Any], index: int
+) -> PoolInstanceStatus:
+    if snapshot is None:
+        return PoolInstanceStatus("not_found", index)
+    current = snapshot.current
+    busy = current is not None or snapshot.queued > 0
+    times = [i.enqueued_at for i in (current, queue.oldest) if i is not None]
+    return PoolInstanceStatus(
+        "paused" if snapshot.paused else "processing" if busy else "idle",
+        index,
+        pending_count=snapshot.queued + (1 if current is not None else 0),
+        processed_count=snapshot.processed_count,
+        dead_lettered_count=snapshot.dead_lettered_count,
+        current_event_id=None if current is None else current.event_id,
+        oldest_enqueued_at=to_datetime(min(times)) if times else None,
+    )
+
+
+def _run(snapshot: PoolSnapshot[Any], **extra: Any) -> RunUserCode:
+    item = snapshot.current
+    return rt.run_command(
+        snapshot,
+        item=item,
+        event=None if item is None else item.event,
+        run_count=snapshot.processed_count,
+        **extra,
+    )
+
+
+def _take_next(
+    definition: WorkerPoolDefinition[Any],
+    snapshot: PoolSnapshot[Any],
+    queue: QueueView[Any],
+    now: Instant,
+) -> rt.Transition:
+    """An alarm: prune expired records, then run the current event or take the head."""
+    effects: list[Command] = []
+    if queue.expired:
+        effects.append(DeleteFinished(queue.expired))
+    alarm = _alarm_at(now)
+    shard = snapshot
+    if shard.current is None:
+        head = queue.head
+        if head is None or shard.paused:
+            return rt.commit(alarm, shard, effects)
+        effects.append(DeleteQueueItem(head.event_id))
+        shard = attrs.evolve(
+            shard,
+            current=head,
+            queued=shard.queued - 1,
+            priorities=_count_change(shard.priorities, head.priority, -1),
+        )
+    running = rt.begin_run(
+        shard, hook="execute", origin="alarm", now=now, attempt=rt.pending_attempt(shard)
+    )
+    return rt.commit(alarm, running, effects, run=_run(running))
+
+
+def _move_on(
+    definition: WorkerPoolDefinition[Any],
+    shard: PoolSnapshot[Any],
+    effects: list[Command],
+    now: Instant,
+) -> rt.Transition:
+    """After an event is finished: next event, or ``on_empty`` when the shard is empty."""
+    done = rt.settled(attrs.evolve(shard, current=None))
+    if done.queued == 0 and definition.on_empty is not None:
+        emptying = rt.begin_run(done, hook="on_empty", origin="alarm", now=now)
+        return rt.commit(_alarm_at(now), emptying, effects, run=_run(emptying))
+    return rt.commit(_alarm_at(now), done, effects)
+
+
+def _after_run(
+    definition: WorkerPoolDefinition[Any],
+    snapshot: PoolSnapshot[Any],
+    run: rt.InFlight,
+    outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
+    now: Instant,
+) -> rt.Transition:
+    key = snapshot.key
+    alarm = _alarm_at(now)
+    if run.hook != "execute":
+        # on_dead_letter or on_empty: record a failure; either way the shard goes on.
+        effects: list[Command] = []
+        if isinstance(outcome, UserCodeFailed):
+            effects = rt.failure_effects(
+                key, run, outcome.error, None, snapshot.processed_count, now
+            )
+        done = attrs.evolve(snapshot, in_flight=None)
+        if run.hook == "on_dead_letter":
+            return _move_on(definition, done, effects, now)
+        return rt.commit(alarm, done, effects)
+
+    item = snapshot.current
+    assert item is not None
+    subject = item.event_id
+    if isinstance(outcome, UserCodeSucceeded):
+        effects = rt.success_effects(key, run, outcome, snapshot.processed_count + 1, now, subject)
+        effects.append(PutFinished(FinishedEvent(subject, now, "completed")))
+        finished = attrs.evolve(snapshot, processed_count=snapshot.processed_count + 1)
+        return _move_on(definition, finished, effects, now)
+
+    if isinstance(outcome, TerminateRequested):
+        effects = rt.terminated_effects(key, outcome.reason, snapshot.processed_count, now, subject)
+        effects.append(PutFinished(FinishedEvent(subject, now, "terminated")))
+        return _move_on(definition, snapshot, effects, now)
+
+    decision = rt.decide_failure(definition.retry, key, snapshot.attempts, run.attempt, now)
+    effects = rt.failure_effects(
+        key, run, outcome.error, decision, snapshot.processed_count, now, item.event, subject
+    )
+    if isinstance(decision, rt.RetryAt):
+        return rt.commit(alarm, rt.with_retry(snapshot, decision), effects)
+    effects.append(PutFinished(FinishedEvent(subject, now, "dead_lettered")))
+    dead = attrs.evolve(snapshot, dead_lettered_count=snapshot.dead_lettered_count + 1)
+    if definition.on_dead_letter is not None:
+        handling = rt.begin_run(
+            rt.settled(dead),
+            hook="on_dead_letter",
+            origin="alarm",
+            now=now,
+            attempt=decision.attempts,
+        )
+        command = _run(handling, error=outcome.error)
+        return rt.commit(alarm, handling, effects, run=command)
+    return _move_on(definition, dead, effects, now)

@@ -1,0 +1,171 @@
+"""The in-memory queue store of one WorkerPool shard: the core's queue primitive in dicts.
+
+Theory of operation: pending items are kept one per event id in a dict, with an ordered
+index of keys ``(-priority, seq, event_id)`` — a list of sorted blocks of bounded size,
+so adding, removing, finding the head and ranking an item cost O(log n + n / BLOCK)
+instead of O(n). A heap by ``seq`` (with lazy deletion) finds the oldest item for
+``oldest_enqueued_at``. Finished-event records sit in a dict plus a deque in finish
+order; expired ones are found from the front of the deque, stale deque entries (records
+deleted or replaced since) are dropped as they are met. This module decides nothing:
+it stores, indexes and answers what ``QueueReads`` asks.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, insort
+from collections import deque
+from typing import Any
+
+from durable_jobs import FinishedEvent, QueueItem, QueueReads, QueueView
+
+__all__ = ["ShardQueue", "SortedKeys"]
+
+Key = tuple[int, int, str]
+
+BLOCK = 512
+
+
+class SortedKeys:
+    """A sorted collection of unique keys with cheap insert, delete, min and rank.
+
+    >>> keys = SortedKeys()
+    >>> for k in [(0, 3, "c"), (-1, 2, "b"), (0, 1, "a")]:
+    ...     keys.add(k)
+    >>> keys.first(), keys.rank((0, 3, "c")), len(keys)
+    ((-1, 2, 'b'), 2, 3)
+    """
+
+    def __init__(self) -> None:
+        self._blocks: list[list[Key]] = []
+        self._maxes: list[Key] = []
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, key: Key) -> None:
+        self._size += 1
+        if not self._blocks:
+            self._blocks.append([key])
+            self._maxes.append(key)
+            return
+        i = min(bisect_left(self._maxes, key), len(self._blocks) - 1)
+        block = self._blocks[i]
+        insort(block, key)
+        self._maxes[i] = block[-1]
+        if len(block) > 2 * BLOCK:
+            self._blocks[i : i + 1] = [block[:BLOCK], block[BLOCK:]]
+            self._maxes[i : i + 1] = [block[BLOCK - 1], block[-1]]
+
+    def remove(self, key: Key) -> None:
+        i = bisect_left(self._maxes, key)
+        block = self._blocks[i]
+        j = bisect_left(block, key)
+        if block[j] != key:  # pragma: no cover - callers only remove stored keys
+            raise KeyError(key)
+        del block[j]
+        self._size -= 1
+        if block:
+            self._maxes[i] = block[-1]
+        else:
+            del self._blocks[i]
+            del self._maxes[i]
+
+    def first(self) -> Key | None:
+        return self._blocks[0][0] if self._blocks else None
+
+    def rank(self, key: Key) -> int:
+        """How many keys sort before ``key``."""
+        i = bisect_left(self._maxes, key)
+        before = sum(len(block) for block in self._blocks[:i])
+        if i == len(self._blocks):
+            return before
+        return before + bisect_left(self._blocks[i], key)
+
+
+def _key(item: QueueItem[Any]) -> Key:
+    return (-item.priority, item.seq, item.event_id)
+
+
+class ShardQueue:
+    """Pending items and finished records of one shard."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, QueueItem[Any]] = {}
+        self._order = SortedKeys()
+        self._by_seq: list[tuple[int, str]] = []
+        self._finished: dict[str, FinishedEvent] = {}
+        self._finish_order: deque[FinishedEvent] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # ------------------------------------------------------------------ commands
+    def put(self, item: QueueItem[Any]) -> None:
+        self._items[item.event_id] = item
+        self._order.add(_key(item))
+        heapq.heappush(self._by_seq, (item.seq, item.event_id))
+
+    def delete(self, event_id: str) -> None:
+        item = self._items.pop(event_id, None)
+        if item is not None:
+            self._order.remove(_key(item))
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._order = SortedKeys()
+        self._by_seq.clear()
+
+    def put_finished(self, record: FinishedEvent) -> None:
+        self._finished[record.event_id] = record
+        self._finish_order.append(record)
+
+    def delete_finished(self, records: tuple[FinishedEvent, ...]) -> None:
+        for record in records:
+            if self._finished.get(record.event_id) == record:
+                del self._finished[record.event_id]
+
+    # --------------------------------------------------------------------- reads
+    def view(self, reads: QueueReads) -> QueueView[Any]:
+        head_key = self._order.first()
+        item = finished = None
+        ahead = 0
+        if reads.event_id is not None:
+            item = self._items.get(reads.event_id)
+            if item is not None:
+                ahead = self._order.rank(_key(item))
+            finished = self._finished.get(reads.event_id)
+        expired: tuple[FinishedEvent, ...] = ()
+        if reads.expired_before is not None:
+            expired = self._expired(reads.expired_before, reads.limit)
+        return QueueView(
+            head=None if head_key is None else self._items[head_key[2]],
+            oldest=self._oldest(),
+            item=item,
+            ahead=ahead,
+            finished=finished,
+            expired=expired,
+        )
+
+    def _oldest(self) -> QueueItem[Any] | None:
+        heap = self._by_seq
+        while heap:
+            seq, event_id = heap[0]
+            item = self._items.get(event_id)
+            if item is not None and item.seq == seq:
+                return item
+            heapq.heappop(heap)
+        return None
+
+    def _expired(self, before: int, limit: int) -> tuple[FinishedEvent, ...]:
+        found: list[FinishedEvent] = []
+        order = self._finish_order
+        while order and self._finished.get(order[0].event_id) != order[0]:
+            order.popleft()  # deleted or replaced since it was queued
+        for record in order:
+            if len(found) == limit or record.finished_at >= before:
+                break
+            if self._finished.get(record.event_id) == record:
+                found.append(record)
+        return tuple(found)

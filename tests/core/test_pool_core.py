@@ -1,0 +1,83 @@
+"""WorkerPool core: the routing hash, and attempts recorded before user code runs."""
+
+from __future__ import annotations
+
+from durable_jobs import (
+    AlarmFired,
+    CancelAlarm,
+    DeleteQueueItem,
+    Instant,
+    Jobs,
+    Persist,
+    PoolEnqueue,
+    PoolSnapshot,
+    PoolView,
+    QueueView,
+    RunInterrupted,
+    RunUserCode,
+    ScheduleRetry,
+    WorkerPool,
+    decide,
+    java_hash32,
+    shard_index,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+
+def _reference_hash(text: str) -> int:
+    """Java's String.hashCode spelled out: split non-BMP characters into surrogates."""
+    units: list[int] = []
+    for char in text:
+        code = ord(char)
+        if code > 0xFFFF:
+            code -= 0x10000
+            units += [0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)]
+        else:
+            units.append(code)
+    h = 0
+    for unit in units:
+        h = (h * 31 + unit) % 2**32
+    return h - 2**32 if h >= 2**31 else h
+
+
+def test_java_hash32_matches_known_java_values() -> None:
+    assert java_hash32("") == 0
+    assert java_hash32("hello") == 99162322
+    assert java_hash32("Aa") == java_hash32("BB") == 2112
+    assert java_hash32("polygenelubricants") == -(2**31)
+    assert java_hash32("😀") == 1772899  # U+1F600: surrogates D83D DE00
+    assert java_hash32("a😀b") == _reference_hash("a😀b")
+    assert shard_index("polygenelubricants", 10) == 2**31 % 10
+
+
+@given(st.text(max_size=40), st.integers(1, 64))
+def test_java_hash32_is_the_utf16_string_hash(text: str, concurrency: int) -> None:
+    assert java_hash32(text) == _reference_hash(text)
+    assert 0 <= shard_index(text, concurrency) < concurrency
+
+
+def test_a_run_is_recorded_as_started_and_an_interruption_counts_as_a_failure() -> None:
+    pool = Jobs(p=WorkerPool.make(event=str, concurrency=1, execute=print))["p"]
+    now = Instant(1_000)
+    enqueued = decide(pool, PoolView(None), PoolEnqueue("0", "e1", "hi"), now).unwrap()
+    shard = enqueued.snapshot
+    assert isinstance(shard, PoolSnapshot)
+    item = next(c.item for c in enqueued.commands if type(c).__name__ == "PutQueueItem")
+    fired = decide(pool, PoolView(shard, QueueView(head=item)), AlarmFired(now), now).unwrap()
+    kinds = [type(c) for c in fired.commands]
+    # The attempt, the current event and the row's deletion are committed before user code.
+    assert kinds == [DeleteQueueItem, Persist, CancelAlarm, RunUserCode]
+    started = fired.snapshot
+    assert started.current == item
+    assert started.in_flight is not None
+    assert started.in_flight.attempt == 1
+    run = fired.commands[-1]
+    assert isinstance(run, RunUserCode)
+    later = Instant(now + 60_000)
+    crashed = decide(pool, PoolView(started), RunInterrupted(run_id=run.run_id), later).unwrap()
+    retry = [c for c in crashed.commands if isinstance(c, ScheduleRetry)]
+    assert [c.attempt for c in retry] == [2]
+    assert crashed.snapshot.current == item  # the event keeps its place at the head
+    failed = [c for c in crashed.commands if type(c).__name__ == "Emit"]
+    assert failed[0].event.error.type == "Interrupted"  # type: ignore[attr-defined]
