@@ -127,7 +127,7 @@ JOBS = Jobs(
         on_dead_letter=_noop,
         on_empty=_noop,
         max_queue_depth=3,
-        dedup_retention="20 seconds",
+        dedup_retention="3 seconds",
         retry=Retry(max_attempts=2, backoff=Backoff.constant("2 seconds")),
     ),
 )
