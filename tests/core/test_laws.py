@@ -79,12 +79,16 @@ from durable_jobs import (
 )
 from durable_jobs._inputs import ScheduleChange
 from durable_jobs.interpreters._queue import ShardQueue
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from returns.result import Success
 
 
 def _noop(ctx: object) -> None:
+    return None
+
+
+def _noop3(event: object, error: object, ctx: object) -> None:
     return None
 
 
@@ -124,7 +128,7 @@ JOBS = Jobs(
         event=int,
         concurrency=2,
         execute=_noop,
-        on_dead_letter=_noop,
+        on_dead_letter=_noop3,
         on_empty=_noop,
         max_queue_depth=3,
         dedup_retention="3 seconds",
@@ -327,6 +331,7 @@ def test_the_walk_reaches_the_interesting_states() -> None:
     """Guard against a driver that never gets anywhere (the laws would pass vacuously)."""
     seen: set[str] = set()
 
+    @settings(max_examples=300)
     @given(st.data(), NAMES)
     def explore(data: st.DataObject, name: str) -> None:
         for _, input_, _, transition in walk(data, name):
@@ -335,7 +340,13 @@ def test_the_walk_reaches_the_interesting_states() -> None:
 
     explore()
     assert {"ScheduleRetry", "RecordDeadLetter", "RunUserCode", "Purge"} <= seen
-    assert {"PutQueueItem", "DeleteQueueItem", "PutFinished", "DeleteFinished", "ClearQueue"} <= seen
+    assert {
+        "PutQueueItem",
+        "DeleteQueueItem",
+        "PutFinished",
+        "DeleteFinished",
+        "ClearQueue",
+    } <= seen
     assert {"UserCodeFailed", "TerminateRequested", "RunInterrupted", "AlarmFired"} <= seen
 
 

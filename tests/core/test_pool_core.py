@@ -6,12 +6,15 @@ from durable_jobs import (
     AlarmFired,
     CancelAlarm,
     DeleteQueueItem,
+    Emit,
     Instant,
+    JobFailed,
     Jobs,
     Persist,
     PoolEnqueue,
     PoolSnapshot,
     PoolView,
+    PutQueueItem,
     QueueView,
     RunInterrupted,
     RunUserCode,
@@ -63,7 +66,7 @@ def test_a_run_is_recorded_as_started_and_an_interruption_counts_as_a_failure() 
     enqueued = decide(pool, PoolView(None), PoolEnqueue("0", "e1", "hi"), now).unwrap()
     shard = enqueued.snapshot
     assert isinstance(shard, PoolSnapshot)
-    item = next(c.item for c in enqueued.commands if type(c).__name__ == "PutQueueItem")
+    item = next(c.item for c in enqueued.commands if isinstance(c, PutQueueItem))
     fired = decide(pool, PoolView(shard, QueueView(head=item)), AlarmFired(now), now).unwrap()
     kinds = [type(c) for c in fired.commands]
     # The attempt, the current event and the row's deletion are committed before user code.
@@ -79,5 +82,6 @@ def test_a_run_is_recorded_as_started_and_an_interruption_counts_as_a_failure() 
     retry = [c for c in crashed.commands if isinstance(c, ScheduleRetry)]
     assert [c.attempt for c in retry] == [2]
     assert crashed.snapshot.current == item  # the event keeps its place at the head
-    failed = [c for c in crashed.commands if type(c).__name__ == "Emit"]
-    assert failed[0].event.error.type == "Interrupted"  # type: ignore[attr-defined]
+    failed = [c.event for c in crashed.commands if isinstance(c, Emit)]
+    assert isinstance(failed[0], JobFailed)
+    assert failed[0].error.type == "Interrupted"
