@@ -20,6 +20,7 @@ from durable_jobs import (
     Jobs,
     Retry,
     Task,
+    WorkerPool,
     from_datetime,
     parse_duration,
     to_datetime,
@@ -250,6 +251,28 @@ def test_bad_definitions_fail_at_definition_time() -> None:
     job = Debounce.make(event=int, execute=_noop, flush_after="1 s")
     with pytest.raises(DefinitionError, match="twice"):
         Jobs(a=job, b=job)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"concurrency": 0},
+        {"concurrency": 1.5},
+        {"concurrency": True},
+        {"max_queue_depth": 0},
+        {"dedup_retention": 3600},
+        {"dedup_retention": "a while"},
+        {"retry": 3},
+        {"on_dead_letter": "log it"},
+        {"on_empty": 1},
+        {"event": "str"},
+    ],
+)
+def test_bad_worker_pool_options_fail_at_definition_time(options: dict[str, object]) -> None:
+    arguments: dict[str, object] = {"event": int, "concurrency": 2, "execute": _noop}
+    arguments.update(options)
+    with pytest.raises(DefinitionError):
+        WorkerPool.make(**arguments)  # type: ignore[arg-type]
 
 
 FORBIDDEN_MODULES = {
