@@ -56,7 +56,7 @@ from durable_jobs._results import (
 )
 from durable_jobs._telemetry import JobStarted, base_fields
 from durable_jobs._time import Instant, to_datetime
-from returns.result import Failure, Result, Success
+from returns.result import Result, Success
 
 __all__ = ["ContinuousSnapshot", "decide_continuous"]
 
@@ -196,7 +196,7 @@ def decide_continuous(
             )
 
         case AlarmFired(at=at):
-            if snapshot is None or snapshot.in_flight is not None or snapshot.alarm_at != at:
+            if snapshot is None or not rt.alarm_due(snapshot, at):
                 return Success(rt.keep(snapshot))
             if snapshot.attempts.retry_at == at:
                 return Success(
@@ -212,13 +212,14 @@ def decide_continuous(
             return Success(_start_run(due, [], origin="alarm", now=now))
 
         case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
-            matched = rt.match_outcome(snapshot, input_)
-            if matched is None or snapshot is None:
-                return Success(rt.keep(snapshot))
-            return Success(_after_run(definition, snapshot, *matched, now))
+            return Success(
+                rt.after_outcome(
+                    snapshot, input_, lambda s, r, o: _after_run(definition, s, r, o, now)
+                )
+            )
 
         case _:
-            return Failure(Rejection("wrong_job_type", f"continuous jobs do not take {input_!r}"))
+            return rt.not_for("continuous", input_)
 
 
 def _after_run(

@@ -57,7 +57,7 @@ from durable_jobs._results import (
 )
 from durable_jobs._telemetry import DebounceFlushed, DebounceStarted, FlushReason, base_fields
 from durable_jobs._time import Instant, to_datetime
-from returns.result import Failure, Result, Success
+from returns.result import Result, Success
 
 __all__ = ["DebounceSnapshot", "decide_debounce"]
 
@@ -239,7 +239,7 @@ def decide_debounce(
             return Success(rt.keep(snapshot, reply=StateResult(state)))
 
         case AlarmFired(at=at):
-            if snapshot is None or snapshot.in_flight is not None or snapshot.alarm_at != at:
+            if snapshot is None or not rt.alarm_due(snapshot, at):
                 return Success(rt.keep(snapshot))
             if snapshot.event_count == 0:
                 return Success(rt.purge(snapshot.key))
@@ -252,16 +252,20 @@ def decide_debounce(
             )
 
         case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
-            matched = rt.match_outcome(snapshot, input_)
-            if matched is None or snapshot is None:
-                return Success(rt.keep(snapshot))
-            run, outcome = matched
-            if run.hook == "on_event":
-                return Success(_after_reduce(definition, snapshot, run, outcome, now))
-            return Success(_after_flush(definition, snapshot, run, outcome, now))
+
+            def after(
+                batch: DebounceSnapshot[Any],
+                run: rt.InFlight,
+                outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
+            ) -> rt.Transition:
+                if run.hook == "on_event":
+                    return _after_reduce(definition, batch, run, outcome, now)
+                return _after_flush(definition, batch, run, outcome, now)
+
+            return Success(rt.after_outcome(snapshot, input_, after))
 
         case _:
-            return Failure(Rejection("wrong_job_type", f"debounce jobs do not take {input_!r}"))
+            return rt.not_for("debounce", input_)
 
 
 def _status(snapshot: DebounceSnapshot[Any]) -> DebounceStatusResult:

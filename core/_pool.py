@@ -326,18 +326,19 @@ def decide_pool(
             return Success(rt.keep(snapshot, reply=_status(snapshot, queue, int(index))))
 
         case AlarmFired(at=at):
-            if snapshot is None or snapshot.in_flight is not None or snapshot.alarm_at != at:
+            if snapshot is None or not rt.alarm_due(snapshot, at):
                 return Success(rt.keep(snapshot))
             return Success(_take_next(definition, snapshot, queue, now))
 
         case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
-            matched = rt.match_outcome(snapshot, input_)
-            if matched is None or snapshot is None:
-                return Success(rt.keep(snapshot))
-            return Success(_after_run(definition, snapshot, *matched, now))
+            return Success(
+                rt.after_outcome(
+                    snapshot, input_, lambda s, r, o: _after_run(definition, s, r, o, now)
+                )
+            )
 
         case _:
-            return Failure(Rejection("wrong_job_type", f"worker pools do not take {input_!r}"))
+            return rt.not_for("workerPool", input_)
 
 
 def _new_shard(

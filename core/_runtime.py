@@ -262,6 +262,31 @@ def pending_attempt(snapshot: LifecycleSnapshot) -> int:
     return snapshot.attempts.attempt if snapshot.attempts.retry_at is not None else 1
 
 
+def alarm_due(snapshot: LifecycleSnapshot | None, at: Instant) -> bool:
+    """Whether a fired alarm for ``at`` is the one this instance waits for (else stale)."""
+    return snapshot is not None and snapshot.in_flight is None and snapshot.alarm_at == at
+
+
+def after_outcome(
+    snapshot: SnapshotT | None,
+    outcome: Outcome,
+    handle: Callable[
+        [SnapshotT, InFlight, UserCodeSucceeded | UserCodeFailed | TerminateRequested],
+        Transition,
+    ],
+) -> Transition:
+    """``handle`` the outcome of the run in flight, or do nothing for a stale outcome."""
+    matched = match_outcome(snapshot, outcome)
+    if matched is None or snapshot is None:
+        return keep(snapshot)
+    return handle(snapshot, *matched)
+
+
+def not_for(job_type: str, input_: object) -> Failure[Rejection]:
+    """The rejection of an input that belongs to another job type."""
+    return Failure(Rejection("wrong_job_type", f"{job_type} jobs do not take {input_!r}"))
+
+
 def settled(snapshot: SnapshotT) -> SnapshotT:
     """The snapshot with no run in flight and no failure pending."""
     return attrs.evolve(snapshot, in_flight=None, attempts=FRESH)  # type: ignore[misc]

@@ -55,7 +55,7 @@ from durable_jobs._results import (
 )
 from durable_jobs._telemetry import TaskScheduled, base_fields
 from durable_jobs._time import Instant, to_datetime
-from returns.result import Failure, Result, Success
+from returns.result import Result, Success
 
 __all__ = ["TaskSnapshot", "decide_task"]
 
@@ -177,7 +177,7 @@ def decide_task(
             return Success(rt.keep(snapshot, reply=StateResult(state)))
 
         case AlarmFired(at=at):
-            if snapshot is None or snapshot.in_flight is not None or snapshot.alarm_at != at:
+            if snapshot is None or not rt.alarm_due(snapshot, at):
                 return Success(rt.keep(snapshot))
             due = snapshot
             if snapshot.scheduled_at is not None and snapshot.scheduled_at <= now:
@@ -185,13 +185,14 @@ def decide_task(
             return Success(_execute(due, origin="alarm", now=now))
 
         case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
-            matched = rt.match_outcome(snapshot, input_)
-            if matched is None or snapshot is None:
-                return Success(rt.keep(snapshot))
-            return Success(_after_run(definition, snapshot, *matched, now))
+            return Success(
+                rt.after_outcome(
+                    snapshot, input_, lambda s, r, o: _after_run(definition, s, r, o, now)
+                )
+            )
 
         case _:
-            return Failure(Rejection("wrong_job_type", f"task jobs do not take {input_!r}"))
+            return rt.not_for("task", input_)
 
 
 def _reply(run: rt.InFlight, snapshot: TaskSnapshot[Any] | None, key: InstanceKey) -> Reply | None:

@@ -19,10 +19,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import attrs
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-
 from durable_jobs import (
     Backoff,
     ErrorInfo,
@@ -34,6 +30,9 @@ from durable_jobs import (
     shard_index,
 )
 from durable_jobs.interpreters.memory import MemoryInterpreter
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
 SHARDS = 3
@@ -88,7 +87,8 @@ class PoolMachine(RuleBasedStateMachine):
                 shard.pending.remove(best)
                 shard.current = best
             else:
-                assert shard.current is not None and shard.current.job == job
+                assert shard.current is not None
+                assert shard.current.job == job
                 assert job.fail >= ctx.attempt - 1, "ran again although the last attempt succeeded"
             self.running.add(ctx.instance_index)
             try:
