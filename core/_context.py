@@ -99,7 +99,11 @@ class _Context(Generic[S]):
         return self._attempt > 1
 
     def terminate(self, reason: str | None = None) -> NoReturn:
-        """Stop this run at once and purge the instance (state, alarm, counters)."""
+        """Stop this run at once and purge the instance (state, alarm, counters).
+
+        In a WorkerPool ``execute`` it drops only the current event (a shard holds other
+        people's events); in ``on_dead_letter`` and ``on_empty`` it only ends the hook.
+        """
         raise TerminateSignal(reason)
 
     def changes(self) -> ContextChanges:

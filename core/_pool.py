@@ -485,12 +485,16 @@ def _after_run(
     key = snapshot.key
     alarm = _alarm_at(now)
     if run.hook != "execute":
-        # on_dead_letter or on_empty: record a failure; either way the shard goes on.
+        # on_dead_letter or on_empty: recorded like any hook; either way the shard goes on.
+        # A terminate there has nothing to drop: the event is already dead-lettered.
+        about = None if snapshot.current is None else snapshot.current.event_id
         effects: list[Command] = []
         if isinstance(outcome, UserCodeFailed):
             effects = rt.failure_effects(
-                key, run, outcome.error, None, snapshot.processed_count, now
+                key, run, outcome.error, None, snapshot.processed_count, now, subject=about
             )
+        elif isinstance(outcome, UserCodeSucceeded):
+            effects = rt.success_effects(key, run, outcome, snapshot.processed_count, now, about)
         done = attrs.evolve(snapshot, in_flight=None)
         if run.hook == "on_dead_letter":
             return _move_on(definition, done, effects, now)

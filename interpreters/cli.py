@@ -1,16 +1,16 @@
 """The ``durable-jobs`` command line.
 
 Theory of operation: ``main(argv)`` parses the arguments with ``argparse`` and runs one
-subcommand. There is one today, ``demo``: it registers a Continuous, a Debounce and a
-Task job on a ``MemoryInterpreter`` (virtual clock, so the demo is instant and prints
-the same thing on every run), drives them through the public client API and narrates
-what happens, step by step: the user code's own view (each hook prints a line), the
-results of client calls, the telemetry committed after each step, and finally a count
-of the telemetry events per type.
+subcommand. There is one today, ``demo``: it registers a Continuous, a Debounce, a Task
+and a WorkerPool job on a ``MemoryInterpreter`` (virtual clock, so the demo is instant
+and prints the same thing on every run), drives them through the public client API and
+narrates what happens, step by step: the user code's own view (each hook prints a line),
+the results of client calls, the telemetry committed after each step, and finally a
+count of the telemetry events per type.
 
 The CLI holds no job semantics. The hooks below are ordinary user code, and apart from
-two short explanatory notes, everything printed about retries, flushes, schedules and
-dead letters is read back from a client result, a telemetry event or a dead-letter
+a few short explanatory notes, everything printed about retries, flushes, schedules,
+queues and dead letters is read back from a client result, a telemetry event or a dead-letter
 record that the core produced.
 
 >>> build_parser().parse_args(["demo"]).command
@@ -36,6 +36,7 @@ from durable_jobs import (
     DebounceEventContext,
     DebounceFlushed,
     DebounceStarted,
+    ErrorInfo,
     JobDeadLettered,
     JobExecuted,
     JobFailed,
@@ -43,11 +44,16 @@ from durable_jobs import (
     Jobs,
     JobStarted,
     JobTerminated,
+    PoolContext,
+    PoolDeadLetterContext,
+    PoolEmptyContext,
+    PoolStatusResult,
     Retry,
     Task,
     TaskContext,
     TaskScheduled,
     TelemetryEvent,
+    WorkerPool,
     parse_duration,
     to_datetime,
 )
@@ -72,18 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``durable-jobs`` command."""
     parser = argparse.ArgumentParser(
         prog="durable-jobs",
-        description="Durable Continuous, Debounce and Task jobs on a pure core.",
+        description="Durable Continuous, Debounce, Task and WorkerPool jobs on a pure core.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser(
         "demo",
-        help="walk through the three job types on the in-memory interpreter",
+        help="walk through the four job types on the in-memory interpreter",
         description=(
-            "Run a Continuous, a Debounce and a Task job on the in-memory interpreter "
-            "(virtual clock: instant and deterministic) and print what happens: a retried "
-            "run, batch flushes with their reason, a scheduled execute and on_idle, a dead "
-            "letter, and a summary of the telemetry."
+            "Run a Continuous, a Debounce, a Task and a WorkerPool job on the in-memory "
+            "interpreter (virtual clock: instant and deterministic) and print what happens: "
+            "a retried run, batch flushes with their reason, a scheduled execute and "
+            "on_idle, dead letters, pool events taken by priority, a duplicate enqueue, "
+            "pause, resume and cancel, on_empty, and a summary of the telemetry."
         ),
     )
     return parser
@@ -121,7 +128,8 @@ def _describe(event: TelemetryEvent) -> str:
         case JobStarted():
             return f"{event.type} {who}, input={event.input!r}"
         case JobExecuted():
-            run = f"run {event.run_count}, " if event.hook == "execute" and event.run_count else ""
+            counted = event.hook == "execute" and event.job_type != "workerPool"
+            run = f"run {event.run_count}, " if counted and event.run_count else ""
             return f"{event.type} {who}: {event.hook} succeeded ({run}attempt {event.attempt})"
         case JobFailed():
             then = (
@@ -243,6 +251,24 @@ class Order:
     reminders: int = 0
 
 
+@attrs.frozen
+class Mail:
+    """The WorkerPool's event: one e-mail to send."""
+
+    to: str
+    subject: str
+
+
+def _pool_report(status: PoolStatusResult) -> str:
+    """One line per pool: each shard's status and counts."""
+    return "; ".join(
+        f"shard {shard.instance_index} {shard.status}, pending={shard.pending_count}, "
+        f"processed={shard.processed_count}, dead={shard.dead_lettered_count}"
+        + (f", current={shard.current_event_id}" if shard.current_event_id else "")
+        for shard in status.instances
+    )
+
+
 MAX_REMINDERS = 2
 
 
@@ -318,10 +344,44 @@ def run_demo(write: Write = print) -> int:
         state=Order, event=str, on_event=on_order_event, execute=remind, on_idle=idle
     )
 
-    sim = MemoryInterpreter(Jobs(sampler=sampler, batcher=batcher, orders=orders))
+    # WorkerPool: mail to an address ending in ".invalid" can never be delivered.
+    def send_mail(ctx: PoolContext[Mail]) -> None:
+        where = (
+            f"execute {ctx.event_id} on shard {ctx.instance_index} "
+            f"(priority {ctx.priority}, attempt {ctx.attempt})"
+        )
+        if ctx.event.to.endswith(".invalid"):
+            user(f"{where}: no route to {ctx.event.to}, raising ConnectionError")
+            raise ConnectionError(f"no route to {ctx.event.to}")
+        user(f"{where}: sent {ctx.event.subject!r} to {ctx.event.to}")
+
+    def mail_dead_lettered(event: Mail, error: ErrorInfo, ctx: PoolDeadLetterContext[Mail]) -> None:
+        user(
+            f"on_dead_letter {ctx.event_id} after {ctx.attempts} attempt(s) "
+            f"({error.type}: {error.message}): telling the sender about {event.subject!r}"
+        )
+
+    def mail_empty(ctx: PoolEmptyContext) -> None:
+        user(
+            f"on_empty: shard {ctx.instance_index} has no work left, processed={ctx.processed_count}"
+        )
+
+    mailer = WorkerPool.make(
+        event=Mail,
+        concurrency=2,
+        execute=send_mail,
+        retry=Retry(max_attempts=2, backoff=Backoff.constant("1 minute"), jitter=False),
+        on_dead_letter=mail_dead_lettered,
+        on_empty=mail_empty,
+    )
+
+    sim = MemoryInterpreter(Jobs(sampler=sampler, batcher=batcher, orders=orders, mailer=mailer))
     narrator.watch(sim)
     client = sim.client()
-    write("durable-jobs demo: Continuous, Debounce and Task jobs on the memory interpreter.")
+    write(
+        "durable-jobs demo: Continuous, Debounce, Task and WorkerPool jobs on the memory "
+        "interpreter."
+    )
     write(
         f"The virtual clock starts at {sim.now():%Y-%m-%d %H:%M} UTC and moves only when "
         "the demo advances it, so nothing waits for real time."
@@ -435,14 +495,102 @@ def run_demo(write: Write = print) -> int:
     )
     narrator.say(f"status: {order_status()}")
 
+    # ------------------------------------------------------------------ WorkerPool
+    narrator.heading(
+        "5. WorkerPool 'mailer': 2 shards, one event at a time each, at most 2 attempts"
+    )
+    mailing = client.worker_pool(mailer)
+    narrator.call(
+        "worker_pool('mailer').pause()",
+        mailing.pause,
+        lambda r: f"paused={r.paused}",
+    )
+    narrator.note(
+        "  note: paused before any event, so both shards are created paused and the "
+        "events below wait"
+    )
+
+    def enqueue(
+        id_: str, mail: Mail, partition_key: str | None = None, priority: int = 0, aside: str = ""
+    ) -> None:
+        options = "" if partition_key is None else f", partition_key={partition_key!r}"
+        options += f", priority={priority}" if priority else ""
+        narrator.call(
+            f"worker_pool('mailer').enqueue(id={id_!r}, event=Mail({mail.to!r}, {mail.subject!r})"
+            f"{options}){aside}",
+            lambda: mailing.enqueue(
+                id=id_, event=mail, partition_key=partition_key, priority=priority
+            ),
+            lambda r: (
+                f"shard {r.instance_index}, position={r.position}, created={r.created}, "
+                f"duplicate={r.duplicate}"
+            ),
+        )
+
+    welcome = Mail("ada@acme.test", "Welcome")
+    enqueue("welcome-1", welcome, partition_key="acme")
+    enqueue("report-1", Mail("ada@acme.test", "Weekly report"), partition_key="acme")
+    enqueue("invoice-1", Mail("ada@acme.test", "Invoice"), partition_key="acme", priority=10)
+    enqueue("welcome-1", welcome, partition_key="acme", aside="   (sent again)")
+    narrator.note(
+        "  note: the same event id is answered duplicate=True and nothing is written; "
+        "invoice-1 (priority 10) now runs first"
+    )
+    enqueue("promo-1", Mail("bob@nowhere.invalid", "Spring promo"), aside="   (routed by its id)")
+    narrator.call(
+        "worker_pool('mailer').cancel('report-1')",
+        lambda: mailing.cancel("report-1"),
+        lambda r: f"cancelled={r.cancelled}, reason={r.reason}",
+    )
+    narrator.say(f"status: {_pool_report(mailing.status())}")
+    narrator.call(
+        "worker_pool('mailer').resume()",
+        mailing.resume,
+        lambda r: f"resumed={r.resumed}",
+    )
+    narrator.advance("30 seconds", "15 seconds", lambda: _pool_report(mailing.status()))
+    narrator.call(
+        "worker_pool('mailer').cancel('promo-1')",
+        lambda: mailing.cancel("promo-1"),
+        lambda r: f"cancelled={r.cancelled}, reason={r.reason}",
+    )
+    narrator.note("  note: a failed event keeps its place at the head of its shard until its retry")
+    narrator.advance("30 seconds", "15 seconds", lambda: _pool_report(mailing.status()))
+    for kept in mailing.dead_letters():
+        narrator.say(
+            f"dead letter: {kept.job_name}/{kept.id}, payload={kept.payload}, "
+            f"attempts={kept.attempts}, error={kept.error.type}: {kept.error.message}"
+        )
+    narrator.note("  note: a dead-lettered event counts in dead_lettered_count, not as processed")
+    narrator.call(
+        "worker_pool('mailer').cancel('invoice-1')",
+        lambda: mailing.cancel("invoice-1"),
+        lambda r: f"cancelled={r.cancelled}, reason={r.reason}",
+    )
+    pool = mailing.status()
+    narrator.say(
+        f"pool status: total_processed={pool.total_processed}, "
+        f"total_dead_lettered={pool.total_dead_lettered}, total_pending={pool.total_pending}, "
+        f"active_instances={pool.active_instances}, paused_instances={pool.paused_instances}"
+    )
+
     # --------------------------------------------------------------------- summary
     narrator.heading("Summary")
     counts = Counter(event.type for event in sim.telemetry)
     write(f"{len(sim.telemetry)} telemetry events, by type:")
     for name, count in sorted(counts.items()):
         write(f"  {name:<20} {count}")
-    dead = [*sampling.dead_letters(), *batching.dead_letters(), *ordering.dead_letters()]
+    dead = [
+        *sampling.dead_letters(),
+        *batching.dead_letters(),
+        *ordering.dead_letters(),
+        *mailing.dead_letters(),
+    ]
     stored = len(list(sim.instances()))
+    write(
+        f"pool 'mailer': {pool.total_processed} event(s) processed, "
+        f"{pool.total_dead_lettered} dead-lettered, {pool.total_pending} pending."
+    )
     write(f"{len(dead)} dead letter(s); {stored} instance(s) still stored.")
     return 0
 

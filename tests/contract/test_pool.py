@@ -12,6 +12,7 @@ from durable_jobs import (
     Backoff,
     DeleteFinished,
     ErrorInfo,
+    JobFailed,
     Jobs,
     JobTerminated,
     PoolContext,
@@ -213,6 +214,8 @@ def test_exhaustion_calls_on_dead_letter_records_it_and_moves_on(make: Make) -> 
         "job.executed",
     ]
     assert client.status().total_dead_lettered == 1
+    hook_failure = [e for e in sim.telemetry if isinstance(e, JobFailed)][-1]
+    assert (hook_failure.hook, hook_failure.id) == ("on_dead_letter", "doomed")
 
 
 def test_on_empty_runs_when_a_processing_step_leaves_no_work(make: Make) -> None:
