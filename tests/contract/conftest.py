@@ -8,13 +8,16 @@ returns an object with the ``Harness`` surface: ``client()``, ``now()``, ``advan
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 import pytest
 from durable_jobs import Client, Jobs, TelemetryEvent
+from durable_jobs.interpreters.clock import ManualClock
 from durable_jobs.interpreters.memory import MemoryInterpreter
+from durable_jobs.interpreters.sqlite import SqliteInterpreter
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -32,17 +35,33 @@ class Harness(Protocol):
 Make = Callable[[Jobs], Harness]
 
 
-def _memory(jobs: Jobs) -> Harness:
+def _memory(jobs: Jobs, folder: Path) -> Harness:
     return MemoryInterpreter(jobs, start=START)
 
 
-INTERPRETERS: dict[str, Make] = {"memory": _memory}
+def _sqlite(jobs: Jobs, folder: Path) -> Harness:
+    return SqliteInterpreter(jobs, folder / "jobs.db", clock=ManualClock(START))
+
+
+INTERPRETERS: dict[str, Callable[[Jobs, Path], Harness]] = {"memory": _memory, "sqlite": _sqlite}
 
 
 @pytest.fixture(params=sorted(INTERPRETERS))
-def make(request: pytest.FixtureRequest) -> Make:
-    factory: Make = INTERPRETERS[request.param]
-    return factory
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Make]:
+    factory = INTERPRETERS[request.param]
+    made: list[Harness] = []
+
+    def build(jobs: Jobs) -> Harness:
+        folder = tmp_path / str(len(made))
+        folder.mkdir()
+        made.append(factory(jobs, folder))
+        return made[-1]
+
+    yield build
+    for harness in made:
+        close = getattr(harness, "close", None)
+        if close is not None:
+            close()
 
 
 def types(events: Sequence[TelemetryEvent]) -> list[str]:

@@ -1,0 +1,49 @@
+"""Clocks for interpreters: the system clock, and a manual one for deterministic runs.
+
+Theory of operation: the core never reads a clock; an interpreter does, through one
+object with ``now() -> Instant``. ``SystemClock`` reads the wall clock. ``ManualClock``
+moves only when told to, so the same scenario runs identically on every interpreter
+(the contract suite and the lockstep test rely on it).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+from durable_jobs import Instant, from_datetime
+
+__all__ = ["Clock", "ManualClock", "SystemClock"]
+
+
+class Clock(Protocol):
+    def now(self) -> Instant: ...
+
+
+class SystemClock:
+    """The wall clock, in epoch milliseconds."""
+
+    def now(self) -> Instant:
+        return Instant(time.time_ns() // 1_000_000)
+
+
+class ManualClock:
+    """A clock that moves only by ``set``; never backwards.
+
+    >>> from durable_jobs import to_datetime
+    >>> clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    >>> clock.set(Instant(clock.now() + 1_000)); to_datetime(clock.now()).second
+    1
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = from_datetime(start or datetime(2026, 1, 1, tzinfo=UTC))
+
+    def now(self) -> Instant:
+        return self._now
+
+    def set(self, instant: Instant) -> None:
+        if instant < self._now:
+            raise ValueError(f"cannot move the clock back from {self._now} to {instant}")
+        self._now = instant

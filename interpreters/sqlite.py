@@ -1,0 +1,623 @@
+"""The SQLite interpreter: the embedded, durable default.
+
+Theory of operation.
+
+*One transaction per committed transition.* A step opens ``BEGIN IMMEDIATE`` (SQLite's
+single writer lock), reads the instance's row (and, for a WorkerPool shard, the queue
+rows the core asks for), calls ``decide``, and writes everything the transition says —
+snapshot, alarm, queue rows, finished records, dead letters, telemetry outbox — then
+commits. User code runs between transactions, never inside one. The interpreter holds no
+job semantics: it only carries out commands.
+
+*Optimistic chains.* A request whose first transition starts user code without
+persisting (a Debounce reducer, a Task ``on_event``) keeps the working snapshot in memory.
+When its outcome comes back, the step checks that the stored ``version`` is still the
+one it started from; if another process wrote the instance meanwhile, the whole request
+is run again from the top (``ConflictError`` after ``MAX_CONFLICT_RETRIES``). A request
+that meets a run in flight elsewhere (the core answers *busy*) waits and retries the same
+way, so a web process and a worker can share one file.
+
+*Alarms and leases.* Each instance row keeps its alarm (``alarm_at``, plus a sequence
+number so alarms due at the same instant fire in the order they were set, as in the
+memory interpreter). While a run is in flight the row is ``running`` with a lease; a row
+is claimable when its alarm is due or its lease has expired. Two partial indexes hold
+exactly the claimable candidates, so claiming stays flat as finished rows pile up. A
+claimed row whose snapshot still shows a run in flight belongs to a worker that died:
+the core is told ``RunInterrupted`` and counts that attempt as failed.
+
+*Clocks.* With the default ``SystemClock`` the worker runs due work (``run_due``,
+``run_forever``). With a ``ManualClock`` the interpreter offers the memory interpreter's
+simulation surface (``advance``, ``advance_to``, ``next_alarm_at``), and the same
+scenarios run deterministically; the contract suite runs that way.
+
+*Stored data.* Rows are JSON through the core's ``Codec``, with a schema version. A row
+that cannot be read raises ``StorageError`` naming the instance; the database's own
+schema version is checked when it is opened (a newer one is refused).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from durable_jobs import (
+    AlarmFired,
+    CancelAlarm,
+    ClearQueue,
+    Client,
+    Codec,
+    Command,
+    ConflictError,
+    DeadLetter,
+    Definition,
+    DefinitionError,
+    DeleteFinished,
+    DeleteQueueItem,
+    DurableJobsError,
+    Emit,
+    FinishedEvent,
+    Input,
+    InstanceKey,
+    Instant,
+    Jobs,
+    Persist,
+    PoolView,
+    Purge,
+    PutFinished,
+    PutQueueItem,
+    QueueItem,
+    QueueReads,
+    QueueView,
+    RecordDeadLetter,
+    Reply,
+    Request,
+    RunInterrupted,
+    RunUserCode,
+    ScheduleAlarm,
+    ScheduleRetry,
+    StorageError,
+    TelemetryEvent,
+    WorkerPoolDefinition,
+    decide,
+    parse_duration,
+    queue_reads,
+    to_datetime,
+)
+from durable_jobs._results import Reply as ReplyValue
+from durable_jobs.interpreters._runner import run_sync
+from durable_jobs.interpreters.clock import Clock, ManualClock, SystemClock
+from returns.result import Failure, Success
+
+__all__ = ["SCHEMA", "SqliteInterpreter"]
+
+SCHEMA: Final = 1
+MAX_CONFLICT_RETRIES: Final = 50
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS schema_info (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY,
+    job_name TEXT NOT NULL,
+    job_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    alarm_at INTEGER,
+    alarm_seq INTEGER,
+    running INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until INTEGER
+);
+CREATE INDEX IF NOT EXISTS instances_alarm
+    ON instances (alarm_at, alarm_seq) WHERE alarm_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS instances_running
+    ON instances (lease_until) WHERE running = 1;
+CREATE TABLE IF NOT EXISTS queue_items (
+    instance_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    neg_priority INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    item TEXT NOT NULL,
+    PRIMARY KEY (instance_id, event_id)
+);
+CREATE INDEX IF NOT EXISTS queue_order ON queue_items (instance_id, neg_priority, seq);
+CREATE INDEX IF NOT EXISTS queue_age ON queue_items (instance_id, seq);
+CREATE TABLE IF NOT EXISTS finished (
+    instance_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    finished_at INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (instance_id, event_id)
+);
+CREATE INDEX IF NOT EXISTS finished_age ON finished (instance_id, finished_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_name TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS telemetry (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_name TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+"""
+
+
+class _Retry(Exception):
+    """The stored instance changed under a request chain: run the request again."""
+
+
+class SqliteInterpreter:
+    """Runs jobs durably in one SQLite file.
+
+    >>> import tempfile, os
+    >>> from durable_jobs import Debounce, Jobs
+    >>> from durable_jobs.interpreters.clock import ManualClock
+    >>> seen = []
+    >>> batcher = Debounce.make(event=int, flush_after="1 minute",
+    ...                         execute=lambda ctx: seen.append(ctx.state))
+    >>> path = os.path.join(tempfile.mkdtemp(), "jobs.db")
+    >>> db = SqliteInterpreter(Jobs(batcher=batcher), path, clock=ManualClock())
+    >>> db.client().debounce(batcher).add(id="u", event=3).event_count
+    1
+    >>> db.advance("2 minutes"); seen
+    [3]
+    >>> db.close()
+    """
+
+    def __init__(
+        self,
+        jobs: Jobs,
+        path: str | Path = "jobs.db",
+        clock: Clock | None = None,
+        synchronous: str = "FULL",
+        *,
+        lease: timedelta | str = "30 seconds",
+    ) -> None:
+        if not isinstance(jobs, Jobs):
+            raise TypeError(f"expected a Jobs registry, got {jobs!r}")
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise DefinitionError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
+        self._jobs = jobs
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._lease_ms = parse_duration(lease, what="lease")
+        self._owner = uuid.uuid4().hex
+        self._codecs = {name: Codec(definition) for name, definition in jobs.items()}
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._busy: set[str] = set()
+        self._closed = False
+        try:
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, timeout=30.0, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._migrate()
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot open the database {str(path)!r}: {error}") from None
+
+    # ---------------------------------------------------------------- lifecycle
+    def _migrate(self) -> None:
+        with self._transaction():
+            tables = {
+                row[0]
+                for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if "schema_info" in tables:
+                row = self._db.execute(
+                    "SELECT value FROM schema_info WHERE name = 'schema'"
+                ).fetchone()
+                stored = int(row[0]) if row else 0
+                if stored > SCHEMA:
+                    raise StorageError(
+                        f"the database has schema {stored}, newer than this library ({SCHEMA})"
+                    )
+            for statement in _DDL.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(
+                "INSERT INTO schema_info (name, value) VALUES ('schema', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (SCHEMA,),
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO schema_info (name, value) VALUES ('alarm_seq', 0)"
+            )
+
+    def close(self) -> None:
+        """Stop accepting work and close the database."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._wake.set()
+                self._db.close()
+
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> SqliteInterpreter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._closed:
+                raise DurableJobsError("the interpreter is closed")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------- public surface
+    @property
+    def jobs(self) -> Jobs:
+        return self._jobs
+
+    def client(self) -> Client:
+        """A client whose calls run against this database."""
+        return Client(self)
+
+    def now(self) -> datetime:
+        return to_datetime(self._clock.now())
+
+    @property
+    def telemetry(self) -> list[TelemetryEvent]:
+        """Every telemetry event in the outbox, in commit order."""
+        with self._lock:
+            rows = self._db.execute("SELECT job_name, event FROM telemetry ORDER BY id").fetchall()
+        return [self._codecs[name].decode_event(json.loads(text)) for name, text in rows]
+
+    def next_alarm_at(self) -> datetime | None:
+        """When the earliest pending alarm is due, or ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(alarm_at) FROM instances WHERE alarm_at IS NOT NULL"
+            ).fetchone()
+        return None if row[0] is None else to_datetime(Instant(row[0]))
+
+    def advance(self, duration: timedelta | str) -> None:
+        """Manual clock only: move forward, firing due alarms in time order."""
+        target = Instant(self._clock.now() + parse_duration(duration, what="advance"))
+        self.advance_to(to_datetime(target))
+
+    def advance_to(self, when: datetime) -> None:
+        clock = self._clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError("advance needs a ManualClock; a real clock moves by itself")
+        target = Instant(int((when - to_datetime(Instant(0))) / timedelta(milliseconds=1)))
+        if target < clock.now():
+            raise ValueError(f"cannot move the clock back from {self.now()} to {when}")
+        if self._busy:
+            raise RuntimeError("advance cannot be called from user code")
+        while True:
+            due = self._next_due(target)
+            if due is None:
+                break
+            instance_id, at = due
+            clock.set(Instant(max(clock.now(), at)))
+            self._fire(instance_id, at)
+        clock.set(target)
+
+    def run_due(self, limit: int = 100) -> int:
+        """Run every alarm due now (and recover expired leases); how many were run."""
+        done = 0
+        while done < limit:
+            claimed = self._claim()
+            if claimed is None:
+                break
+            instance_id, at, recovering = claimed
+            if recovering:
+                self._recover(instance_id)
+            else:
+                self._fire(instance_id, at)
+            done += 1
+        return done
+
+    def run_forever(self, poll: timedelta | str = "1 second") -> None:
+        """Run due work until ``close``; sleep until the next alarm in between."""
+        poll_s = parse_duration(poll, what="poll") / 1000
+        while not self.closed():
+            try:
+                self.run_due()
+                upcoming = self.next_alarm_at()
+            except DurableJobsError:
+                if self.closed():
+                    return  # closed from another thread while running
+                raise
+            wait = poll_s
+            if upcoming is not None:
+                wait = min(poll_s, max(0.0, (upcoming - self.now()).total_seconds()))
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    # --------------------------------------------------------- Dispatcher protocol
+    def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
+        key = InstanceKey(definition.job_type, definition.name, request.id)
+        if key.instance_id in self._busy:
+            raise ConflictError(
+                f"{key.instance_id} is running user code and cannot be called from it"
+            )
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                reply = self._chain(definition, key.instance_id, request)
+            except _Retry:
+                time.sleep(0.001)
+                continue
+            except ConflictError:
+                time.sleep(0.01)  # a run is in flight in another process: wait for it
+                continue
+            if reply is None:  # pragma: no cover - every request chain ends in a reply
+                raise DurableJobsError(f"no reply to {request!r}")
+            self._wake.set()
+            return reply
+        raise ConflictError(f"{key.instance_id} kept changing; gave up after retries")
+
+    def dead_letters(self, definition: Definition) -> list[DeadLetter[Any]]:
+        codec = self._codecs[definition.name]
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record FROM dead_letters WHERE job_name = ? ORDER BY id",
+                (definition.name,),
+            ).fetchall()
+        return [codec.decode_dead_letter(json.loads(text)) for (text,) in rows]
+
+    # ----------------------------------------------------------------------- engine
+    def _fire(self, instance_id: str, at: Instant) -> None:
+        definition = self._definition_of(instance_id)
+        if definition is not None:
+            self._chain(definition, instance_id, AlarmFired(at))
+
+    def _recover(self, instance_id: str) -> None:
+        definition = self._definition_of(instance_id)
+        if definition is None:
+            return
+        snapshot, _ = self._load(definition, instance_id)
+        if snapshot is not None and snapshot.in_flight is not None:
+            self._chain(definition, instance_id, RunInterrupted(run_id=snapshot.in_flight.run_id))
+
+    def _definition_of(self, instance_id: str) -> Definition | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT job_name FROM instances WHERE instance_id = ?", (instance_id,)
+            ).fetchone()
+        return None if row is None or row[0] not in self._jobs else self._jobs[row[0]]
+
+    def _chain(self, definition: Definition, instance_id: str, input_: Input) -> ReplyValue | None:
+        """Run ``input_`` and the user code it starts, one transaction per transition."""
+        working: Any = None
+        carried = False  # the last transition ran user code without persisting
+        expected: int | None = None  # the stored version that run started from
+        while True:
+            with self._transaction():
+                snapshot, version = self._load(definition, instance_id)
+                if carried:
+                    if version != expected:
+                        raise _Retry  # someone wrote the instance meanwhile: start over
+                    snapshot = working
+                argument: Any = snapshot
+                if isinstance(definition, WorkerPoolDefinition):
+                    reads = queue_reads(definition, input_, self._clock.now())
+                    argument = PoolView(snapshot, self._view(definition, instance_id, reads))
+                result = decide(definition, argument, input_, self._clock.now())
+                if isinstance(result, Failure):
+                    raise result.failure().error()
+                assert isinstance(result, Success)
+                transition = result.unwrap()
+                run, reply = self._apply(definition, instance_id, transition.commands)
+            persisted = any(isinstance(c, Persist | Purge) for c in transition.commands)
+            if run is None:
+                return reply
+            working = transition.snapshot
+            carried, expected = not persisted, version
+            self._busy.add(instance_id)
+            try:
+                started = self._clock.now()
+                input_ = run_sync(definition, run, started)
+            finally:
+                self._busy.discard(instance_id)
+
+    def _load(self, definition: Definition, instance_id: str) -> tuple[Any, int | None]:
+        row = self._db.execute(
+            "SELECT snapshot, version FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        if row is None:
+            return None, None
+        codec = self._codecs[definition.name]
+        return codec.decode_snapshot(row[0], instance=instance_id), int(row[1])
+
+    def _view(self, definition: Definition, instance_id: str, reads: QueueReads) -> QueueView[Any]:
+        codec = self._codecs[definition.name]
+        item_type = QueueItem[codec.event_type]  # type: ignore[name-defined]
+
+        def item_of(text: str | None) -> Any:
+            return None if text is None else codec.converter.structure(json.loads(text), item_type)
+
+        def finished_of(text: str) -> FinishedEvent:
+            record: FinishedEvent = codec.converter.structure(json.loads(text), FinishedEvent)
+            return record
+
+        db = self._db
+        head = db.execute(
+            "SELECT item FROM queue_items WHERE instance_id = ? ORDER BY neg_priority, seq LIMIT 1",
+            (instance_id,),
+        ).fetchone()
+        oldest = db.execute(
+            "SELECT item FROM queue_items WHERE instance_id = ? ORDER BY seq LIMIT 1",
+            (instance_id,),
+        ).fetchone()
+        item = finished = None
+        ahead = 0
+        if reads.event_id is not None:
+            row = db.execute(
+                "SELECT item, neg_priority, seq FROM queue_items WHERE instance_id = ? AND event_id = ?",
+                (instance_id, reads.event_id),
+            ).fetchone()
+            if row is not None:
+                item = item_of(row[0])
+                ahead = db.execute(
+                    "SELECT COUNT(*) FROM queue_items WHERE instance_id = ? AND "
+                    "(neg_priority < ? OR (neg_priority = ? AND seq < ?))",
+                    (instance_id, row[1], row[1], row[2]),
+                ).fetchone()[0]
+            done = db.execute(
+                "SELECT record FROM finished WHERE instance_id = ? AND event_id = ?",
+                (instance_id, reads.event_id),
+            ).fetchone()
+            finished = None if done is None else finished_of(done[0])
+        expired: tuple[FinishedEvent, ...] = ()
+        if reads.expired_before is not None:
+            rows = db.execute(
+                "SELECT record FROM finished WHERE instance_id = ? AND finished_at < ? "
+                "ORDER BY finished_at LIMIT ?",
+                (instance_id, reads.expired_before, reads.limit),
+            ).fetchall()
+            expired = tuple(finished_of(text) for (text,) in rows)
+        return QueueView(
+            head=item_of(head[0] if head else None),
+            oldest=item_of(oldest[0] if oldest else None),
+            item=item,
+            ahead=ahead,
+            finished=finished,
+            expired=expired,
+        )
+
+    def _apply(
+        self, definition: Definition, instance_id: str, commands: tuple[Command, ...]
+    ) -> tuple[RunUserCode | None, ReplyValue | None]:
+        codec = self._codecs[definition.name]
+        db = self._db
+        run: RunUserCode | None = None
+        reply: ReplyValue | None = None
+        now = self._clock.now()
+        for command in commands:
+            match command:
+                case Persist(snapshot=snapshot):
+                    running = snapshot.in_flight is not None
+                    db.execute(
+                        "INSERT INTO instances (instance_id, job_name, job_type, user_id, snapshot,"
+                        " version, running, lease_owner, lease_until) VALUES (?,?,?,?,?,?,?,?,?)"
+                        " ON CONFLICT (instance_id) DO UPDATE SET snapshot = excluded.snapshot,"
+                        " version = excluded.version, running = excluded.running,"
+                        " lease_owner = excluded.lease_owner, lease_until = excluded.lease_until",
+                        (
+                            instance_id,
+                            definition.name,
+                            definition.job_type,
+                            snapshot.key.id,
+                            codec.encode_snapshot(snapshot),
+                            snapshot.version,
+                            int(running),
+                            self._owner if running else None,
+                            now + self._lease_ms if running else None,
+                        ),
+                    )
+                case ScheduleAlarm(at=at) | ScheduleRetry(at=at):
+                    # A counter orders alarms due at the same instant as they were set.
+                    db.execute("UPDATE schema_info SET value = value + 1 WHERE name = 'alarm_seq'")
+                    db.execute(
+                        "UPDATE instances SET alarm_at = ?, alarm_seq = "
+                        "(SELECT value FROM schema_info WHERE name = 'alarm_seq') "
+                        "WHERE instance_id = ?",
+                        (at, instance_id),
+                    )
+                case CancelAlarm():
+                    db.execute(
+                        "UPDATE instances SET alarm_at = NULL, alarm_seq = NULL WHERE instance_id = ?",
+                        (instance_id,),
+                    )
+                case Purge():
+                    db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+                case Emit(event=event):
+                    db.execute(
+                        "INSERT INTO telemetry (job_name, event) VALUES (?, ?)",
+                        (definition.name, json.dumps(codec.encode_event(event))),
+                    )
+                case RecordDeadLetter(record=record):
+                    db.execute(
+                        "INSERT INTO dead_letters (job_name, record) VALUES (?, ?)",
+                        (definition.name, json.dumps(codec.encode_dead_letter(record))),
+                    )
+                case PutQueueItem(item=item):
+                    data = codec.converter.unstructure(item, QueueItem[codec.event_type])  # type: ignore[name-defined]
+                    db.execute(
+                        "INSERT INTO queue_items (instance_id, event_id, neg_priority, seq, item)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (instance_id, item.event_id, -item.priority, item.seq, json.dumps(data)),
+                    )
+                case DeleteQueueItem(event_id=event_id):
+                    db.execute(
+                        "DELETE FROM queue_items WHERE instance_id = ? AND event_id = ?",
+                        (instance_id, event_id),
+                    )
+                case ClearQueue():
+                    db.execute("DELETE FROM queue_items WHERE instance_id = ?", (instance_id,))
+                case PutFinished(record=record):
+                    db.execute(
+                        "INSERT OR REPLACE INTO finished (instance_id, event_id, finished_at, record)"
+                        " VALUES (?, ?, ?, ?)",
+                        (
+                            instance_id,
+                            record.event_id,
+                            record.finished_at,
+                            json.dumps(codec.converter.unstructure(record)),
+                        ),
+                    )
+                case DeleteFinished(records=records):
+                    db.executemany(
+                        "DELETE FROM finished WHERE instance_id = ? AND event_id = ? AND finished_at = ?",
+                        [(instance_id, r.event_id, r.finished_at) for r in records],
+                    )
+                case RunUserCode():
+                    run = command
+                case Reply(value=value):
+                    reply = value
+        return run, reply
+
+    def _next_due(self, target: Instant) -> tuple[str, Instant] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT instance_id, alarm_at FROM instances WHERE alarm_at IS NOT NULL "
+                "AND alarm_at <= ? ORDER BY alarm_at, alarm_seq LIMIT 1",
+                (target,),
+            ).fetchone()
+        return None if row is None else (row[0], Instant(row[1]))
+
+    def _claim(self) -> tuple[str, Instant, bool] | None:
+        """Lease one claimable instance: a due alarm, or an expired run (a dead worker)."""
+        now = self._clock.now()
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT instance_id, alarm_at, 0 FROM instances WHERE alarm_at IS NOT NULL "
+                "AND alarm_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
+                "UNION ALL SELECT instance_id, alarm_at, 1 FROM instances WHERE running = 1 "
+                "AND lease_until <= ? LIMIT 1",
+                (now, now, now),
+            ).fetchone()
+            if row is None:
+                return None
+            instance_id, at, recovering = row
+            self._db.execute(
+                "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE instance_id = ?",
+                (self._owner, now + self._lease_ms, instance_id),
+            )
+        return instance_id, Instant(at if at is not None else now), bool(recovering)
