@@ -38,11 +38,13 @@ schema version is checked when it is opened (a newer one is refused).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -99,7 +101,11 @@ from returns.result import Failure, Success
 __all__ = ["SCHEMA", "SqliteInterpreter"]
 
 SCHEMA: Final = 1
-MAX_CONFLICT_RETRIES: Final = 50
+MAX_CONFLICT_RETRIES: Final = 500
+CHANGE_CHECK: Final = 0.02
+"""Seconds between checks of ``PRAGMA data_version`` while the worker sleeps."""
+
+_log = logging.getLogger("durable_jobs")
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _DDL = """
@@ -199,6 +205,9 @@ class SqliteInterpreter:
         self._wake = threading.Event()
         self._busy: set[str] = set()
         self._closed = False
+        self._stopping = False
+        self.errors: list[DurableJobsError] = []
+        """Errors met while running due work (each also logged)."""
         try:
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, timeout=30.0, check_same_thread=False
@@ -247,6 +256,14 @@ class SqliteInterpreter:
 
     def closed(self) -> bool:
         return self._closed
+
+    def stop(self) -> None:
+        """Ask ``run_forever`` to return once its running steps finish (signal-safe)."""
+        self._stopping = True
+        self._wake.set()
+
+    def _running(self) -> bool:
+        return not self._closed and not self._stopping
 
     def __enter__(self) -> SqliteInterpreter:
         return self
@@ -318,37 +335,92 @@ class SqliteInterpreter:
             self._fire(instance_id, at)
         clock.set(target)
 
-    def run_due(self, limit: int = 100) -> int:
-        """Run every alarm due now (and recover expired leases); how many were run."""
+    def run_due(self, limit: int = 1000) -> int:
+        """Run what is due now, one instance after another, then return how many ran.
+
+        Due means an alarm at or before now, or a run whose lease expired (its worker
+        died: the attempt is reported interrupted). An instance whose stored row cannot
+        be read is reported (``errors``, and the ``durable_jobs`` logger) and skipped;
+        the others keep running.
+        """
         done = 0
         while done < limit:
             claimed = self._claim()
             if claimed is None:
                 break
-            instance_id, at, recovering = claimed
+            self._process(*claimed)
+            done += 1
+        return done
+
+    def run_forever(self, poll: timedelta | str = "1 second", workers: int = 8) -> None:
+        """Run due work until ``close`` is called (from a signal handler or a thread).
+
+        Up to ``workers`` instances run at once (sync user code in threads, ``async def``
+        on an event loop). Between claims the worker sleeps until the next alarm; a call
+        from this process wakes it at once, and a change made by another process is seen
+        within ``CHANGE_CHECK`` through ``PRAGMA data_version`` (``poll`` bounds the sleep
+        in any case).
+        """
+        poll_s = parse_duration(poll, what="poll") / 1000
+        slots = threading.BoundedSemaphore(workers)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-jobs") as pool:
+            self._stopping = False
+            while self._running():
+                try:
+                    while self._running() and slots.acquire(blocking=False):
+                        claimed = self._claim()
+                        if claimed is None:
+                            slots.release()
+                            break
+                        future = pool.submit(self._process, *claimed)
+                        future.add_done_callback(lambda _: self._finished_one(slots))
+                    upcoming = self.next_alarm_at()
+                except DurableJobsError:
+                    if self.closed():
+                        return  # closed while claiming
+                    raise
+                wait = poll_s
+                if upcoming is not None:
+                    wait = min(poll_s, max(0.0, (upcoming - self.now()).total_seconds()))
+                self._sleep(wait)
+
+    def _finished_one(self, slots: threading.BoundedSemaphore) -> None:
+        slots.release()
+        self._wake.set()  # a slot is free: look for more work at once
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds``: less if woken in-process or another process wrote."""
+        deadline = time.monotonic() + seconds
+        seen = self._data_version()
+        while self._running():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._wake.wait(min(left, CHANGE_CHECK)):
+                self._wake.clear()
+                return
+            if self._data_version() != seen:
+                return
+
+    def _data_version(self) -> int:
+        with self._lock:
+            if self._closed:
+                return -1
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _process(self, instance_id: str, at: Instant, recovering: bool) -> None:
+        try:
             if recovering:
                 self._recover(instance_id)
             else:
                 self._fire(instance_id, at)
-            done += 1
-        return done
-
-    def run_forever(self, poll: timedelta | str = "1 second") -> None:
-        """Run due work until ``close``; sleep until the next alarm in between."""
-        poll_s = parse_duration(poll, what="poll") / 1000
-        while not self.closed():
-            try:
-                self.run_due()
-                upcoming = self.next_alarm_at()
-            except DurableJobsError:
-                if self.closed():
-                    return  # closed from another thread while running
-                raise
-            wait = poll_s
-            if upcoming is not None:
-                wait = min(poll_s, max(0.0, (upcoming - self.now()).total_seconds()))
-            self._wake.wait(wait)
-            self._wake.clear()
+        except StorageError as error:
+            self.errors.append(error)
+            _log.error("skipping %s: %s", instance_id, error)
+        except DurableJobsError as error:
+            if not self.closed():
+                self.errors.append(error)
+                _log.error("%s failed: %s", instance_id, error)
 
     # --------------------------------------------------------- Dispatcher protocol
     def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
