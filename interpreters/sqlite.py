@@ -364,7 +364,6 @@ class SqliteInterpreter:
         poll_s = parse_duration(poll, what="poll") / 1000
         slots = threading.BoundedSemaphore(workers)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-jobs") as pool:
-            self._stopping = False
             while self._running():
                 try:
                     while self._running() and slots.acquire(blocking=False):
