@@ -1,0 +1,140 @@
+"""SQLite: what survives a restart, and what a bad row does."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from durable_jobs import (
+    Continuous,
+    ContinuousContext,
+    Debounce,
+    DebounceContext,
+    Jobs,
+    StorageError,
+    Task,
+    TaskContext,
+    WorkerPool,
+)
+from durable_jobs.interpreters.clock import ManualClock
+from durable_jobs.interpreters.sqlite import SqliteInterpreter
+
+START = datetime(2026, 5, 1, tzinfo=UTC)
+
+runs: list[tuple[str, datetime]] = []
+
+
+def tick(ctx: ContinuousContext[int]) -> None:
+    runs.append(("tick", ctx.now))
+    ctx.update_state(lambda n: n + 1)
+
+
+def flush(ctx: DebounceContext[int]) -> None:
+    runs.append(("flush", ctx.now))
+
+
+def remember(ctx: TaskContext[int, int]) -> None:
+    ctx.set_state(ctx.event)
+    ctx.schedule("10 minutes")
+
+
+def remind(ctx: TaskContext[int, int]) -> None:
+    runs.append(("remind", ctx.now))
+
+
+def send(ctx: object) -> None:
+    runs.append(("send", START))
+
+
+JOBS = Jobs(
+    tick=Continuous.make(state=int, schedule=Continuous.every("1 minute"), execute=tick),
+    batch=Debounce.make(event=int, execute=flush, flush_after="5 minutes"),
+    remind=Task.make(state=int, event=int, on_event=remember, execute=remind),
+    send=WorkerPool.make(event=int, concurrency=1, execute=send),
+)
+
+
+def test_alarms_due_while_no_worker_ran_fire_on_restart_and_missed_slots_collapse(
+    tmp_path: Path,
+) -> None:
+    runs.clear()
+    path = tmp_path / "jobs.db"
+    with SqliteInterpreter(JOBS, path, clock=ManualClock(START)) as first:
+        client = first.client()
+        client.continuous("tick").start(id="t", input=0)
+        client.debounce("batch").add(id="b", event=1)
+        client.task("remind").send(id="r", event=7)
+        first.client().worker_pool("send").pause()
+        client.worker_pool("send").enqueue(id="e1", event=1)
+        client.worker_pool("send").resume()
+    assert runs == [("tick", START)]
+    # Nobody ran for an hour: the next worker finds everything due.
+    later = START + timedelta(hours=1)
+    with SqliteInterpreter(JOBS, path, clock=ManualClock(later)) as second:
+        assert second.run_due() == 4
+        assert second.run_due() == 0
+        kinds = sorted(kind for kind, _ in runs[1:])
+        assert kinds == ["flush", "remind", "send", "tick"]
+        status = second.client().continuous("tick").status("t")
+        assert status.run_count == 2  # sixty missed slots ran once, not sixty times
+        assert status.next_run_at == later + timedelta(minutes=1)
+        assert second.client().continuous("tick").get_state("t") == 2
+        assert second.client().task("remind").get_state("r") == 7
+        assert second.client().worker_pool("send").status().total_processed == 1
+
+
+def test_a_corrupt_row_names_its_instance_and_the_others_keep_working(tmp_path: Path) -> None:
+    runs.clear()
+    path = tmp_path / "jobs.db"
+    with SqliteInterpreter(JOBS, path, clock=ManualClock(START)) as db:
+        client = db.client()
+        for user in ("good", "garbage", "tagged", "future"):
+            client.debounce("batch").add(id=user, event=1)
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE instances SET snapshot = 'not json' WHERE user_id = 'garbage'")
+    raw.execute(
+        "UPDATE instances SET snapshot = json_set(snapshot, '$.snapshot.attempts', 'x') "
+        "WHERE user_id = 'tagged'"
+    )
+    raw.execute(
+        "UPDATE instances SET snapshot = json_set(snapshot, '$.schema', 99) "
+        "WHERE user_id = 'future'"
+    )
+    raw.commit()
+    raw.close()
+    with SqliteInterpreter(JOBS, path, clock=ManualClock(START + timedelta(minutes=10))) as db:
+        client = db.client()
+        with pytest.raises(StorageError, match="debounce:batch:garbage.*not JSON"):
+            client.debounce("batch").status("garbage")
+        with pytest.raises(StorageError, match="debounce:batch:tagged"):
+            client.debounce("batch").status("tagged")
+        with pytest.raises(StorageError, match="debounce:batch:future.*schema 99"):
+            client.debounce("batch").status("future")
+        db.run_due()
+        assert runs == [("flush", START + timedelta(minutes=10))]  # the good one flushed
+        assert client.debounce("batch").status("good").status == "not_found"
+        assert len(db.errors) == 3
+        assert all(isinstance(e, StorageError) for e in db.errors)
+        named = sorted(
+            user for e in db.errors for user in ("garbage", "tagged", "future") if user in str(e)
+        )
+        assert named == ["future", "garbage", "tagged"]
+
+
+def test_a_newer_database_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    SqliteInterpreter(JOBS, path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE schema_info SET value = 7 WHERE name = 'schema'")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StorageError, match="schema 7"):
+        SqliteInterpreter(JOBS, path)
+
+
+def test_a_database_in_a_missing_folder_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot open"):
+        SqliteInterpreter(JOBS, tmp_path / "nope" / "jobs.db")
