@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from durable_jobs import (
     Continuous,
     ContinuousContext,
@@ -107,11 +106,11 @@ def test_a_corrupt_row_names_its_instance_and_the_others_keep_working(tmp_path: 
     raw.close()
     with SqliteInterpreter(JOBS, path, clock=ManualClock(START + timedelta(minutes=10))) as db:
         client = db.client()
-        with pytest.raises(StorageError, match="debounce:batch:garbage.*not JSON"):
+        with pytest.raises(StorageError, match=r"debounce:batch:garbage.*not JSON"):
             client.debounce("batch").status("garbage")
         with pytest.raises(StorageError, match="debounce:batch:tagged"):
             client.debounce("batch").status("tagged")
-        with pytest.raises(StorageError, match="debounce:batch:future.*schema 99"):
+        with pytest.raises(StorageError, match=r"debounce:batch:future.*schema 99"):
             client.debounce("batch").status("future")
         db.run_due()
         assert runs == [("flush", START + timedelta(minutes=10))]  # the good one flushed

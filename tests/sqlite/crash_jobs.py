@@ -1,0 +1,100 @@
+"""Jobs of every type for the crash and multi-process tests; run by worker subprocesses.
+
+Every run of user code appends ``start``/``end`` lines to the file named by the
+``DURABLE_JOBS_TEST_LOG`` environment variable (one ``write`` per line on an ``O_APPEND``
+file, so lines from several processes never interleave). Runs sleep a little so that a
+SIGKILL often lands while one is in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+from durable_jobs import (
+    Backoff,
+    Continuous,
+    ContinuousContext,
+    Debounce,
+    DebounceContext,
+    DebounceEventContext,
+    Jobs,
+    PoolContext,
+    Retry,
+    Task,
+    TaskContext,
+    WorkerPool,
+)
+
+
+def log(*words: object) -> None:
+    path = os.environ["DURABLE_JOBS_TEST_LOG"]
+    line = " ".join(str(w) for w in (*words, os.getpid(), time.time_ns())) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def pause() -> None:
+    time.sleep(random.uniform(0.0, 0.015))
+
+
+def work(ctx: PoolContext[int]) -> None:
+    log("start", "pool", ctx.event_id, ctx.attempt, ctx.instance_index)
+    pause()
+    log("end", "pool", ctx.event_id, ctx.attempt, ctx.instance_index)
+
+
+def tick(ctx: ContinuousContext[int]) -> None:
+    log("start", "tick", ctx.id, ctx.run_count, 0)
+    pause()
+    ctx.update_state(lambda n: n + 1)
+    log("end", "tick", ctx.id, ctx.run_count, 0)
+
+
+def fold(ctx: DebounceEventContext[int, tuple[int, ...]]) -> tuple[int, ...]:
+    return (*(ctx.state or ()), ctx.event)
+
+
+def flush(ctx: DebounceContext[tuple[int, ...]]) -> None:
+    batch = "-".join(str(n) for n in ctx.state)
+    log("start", "flush", ctx.id, ctx.attempt, batch)
+    pause()
+    log("end", "flush", ctx.id, ctx.attempt, batch)
+
+
+def on_event(ctx: TaskContext[int, int]) -> None:
+    ctx.set_state(ctx.event)
+    ctx.schedule("100 milliseconds")
+
+
+def execute(ctx: TaskContext[int, int]) -> None:
+    log("start", "task", ctx.id, ctx.execute_count, 0)
+    pause()
+    ctx.update_state(lambda n: n - 1)
+    if ctx.state:
+        ctx.schedule("100 milliseconds")
+    log("end", "task", ctx.id, ctx.execute_count, 0)
+
+
+RETRY = Retry(max_attempts=10, backoff=Backoff.constant("50 milliseconds"), jitter=False)
+
+JOBS = Jobs(
+    pool=WorkerPool.make(event=int, concurrency=3, execute=work, retry=RETRY),
+    tick=Continuous.make(
+        state=int, schedule=Continuous.every("200 milliseconds"), execute=tick, retry=RETRY
+    ),
+    batch=Debounce.make(
+        event=int,
+        state=tuple[int, ...],
+        on_event=fold,
+        execute=flush,
+        flush_after="300 milliseconds",
+        max_events=5,
+        retry=RETRY,
+    ),
+    task=Task.make(state=int, event=int, on_event=on_event, execute=execute, retry=RETRY),
+)
