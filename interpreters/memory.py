@@ -111,7 +111,7 @@ class MemoryInterpreter:
         self._jobs = jobs
         self._now = from_datetime(start if start is not None else DEFAULT_START)
         self._store: dict[str, Snapshot] = {}
-        self._alarms: dict[str, Instant] = {}
+        self._alarms: dict[str, tuple[Instant, int]] = {}  # the alarm and when it was set
         self._heap: list[tuple[Instant, int, str]] = []
         self._seq = 0
         self._busy: set[str] = set()
@@ -228,8 +228,8 @@ class MemoryInterpreter:
                 case Persist(snapshot=snapshot):
                     self._store[instance_id] = snapshot
                 case ScheduleAlarm(at=at) | ScheduleRetry(at=at):
-                    self._alarms[instance_id] = at
                     self._seq += 1
+                    self._alarms[instance_id] = (at, self._seq)
                     heapq.heappush(self._heap, (at, self._seq, instance_id))
                 case CancelAlarm():
                     self._alarms.pop(instance_id, None)
@@ -264,5 +264,7 @@ class MemoryInterpreter:
 
     def _drop_stale(self) -> None:
         heap = self._heap
-        while heap and self._alarms.get(heap[0][2]) != heap[0][0]:
+        # An entry is live only if it is the latest setting of its instance's alarm: alarms
+        # due at the same instant fire in the order they were last set.
+        while heap and self._alarms.get(heap[0][2]) != (heap[0][0], heap[0][1]):
             heapq.heappop(heap)
