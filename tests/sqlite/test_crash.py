@@ -165,19 +165,19 @@ def test_sigkill_at_random_points_loses_nothing(
     # Duplicates only for attempts in flight at a kill --------------------------------
     # A pool event is its id; a debounce event is its value (an id flushes many batches).
     runs_of: dict[tuple[str, str], list[list[str]]] = defaultdict(list)
-    for (kind, key), runs in ends.items():
+    for (kind, ident), runs in ends.items():
         if kind == "pool":
-            runs_of[(kind, key)] = runs
+            runs_of[(kind, ident)] = runs
         elif kind == "flush":
             for run in runs:
                 for value in run[4].split("-"):
                     runs_of[("value", value)].append(run)
     reruns = 0
-    for key, runs in runs_of.items():
+    for subject, runs in runs_of.items():
         runs.sort(key=lambda run: int(run[-1]))
         for earlier in runs[:-1]:
             reruns += 1
-            assert earlier[-2] in killed, f"{key} ran again after a run by a live process"
+            assert earlier[-2] in killed, f"{subject} ran again after a run by a live process"
     assert reruns <= KILLS * WORKERS
     # The kills did land mid-run: interrupted attempts were recovered as failures.
     interrupted = [
