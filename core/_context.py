@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, NoReturn, TypeVar
 
 import attrs
+
 from durable_jobs._errors import ErrorInfo
 from durable_jobs._keys import InstanceKey
 from durable_jobs._telemetry import FlushReason

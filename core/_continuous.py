@@ -28,6 +28,8 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 import attrs
+from returns.result import Result, Success
+
 from durable_jobs import _runtime as rt
 from durable_jobs._commands import Command, Emit, RunUserCode
 from durable_jobs._definitions import ContinuousDefinition
@@ -56,7 +58,6 @@ from durable_jobs._results import (
 )
 from durable_jobs._telemetry import JobStarted, base_fields
 from durable_jobs._time import Instant, to_datetime
-from returns.result import Result, Success
 
 __all__ = ["ContinuousSnapshot", "decide_continuous"]
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from returns.result import Result
+
 from durable_jobs._continuous import ContinuousSnapshot, decide_continuous
 from durable_jobs._debounce import DebounceSnapshot, decide_debounce
 from durable_jobs._definitions import (
@@ -28,7 +30,6 @@ from durable_jobs._pool import PoolSnapshot, PoolView, decide_pool
 from durable_jobs._runtime import Transition
 from durable_jobs._task import TaskSnapshot, decide_task
 from durable_jobs._time import Instant
-from returns.result import Result
 
 __all__ = ["Snapshot", "decide"]
 

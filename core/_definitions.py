@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
 
 import attrs
+
 from durable_jobs._errors import DefinitionError, ErrorInfo, JobNotFoundError
 from durable_jobs._keys import JobType
 from durable_jobs._retry import Backoff, Retry

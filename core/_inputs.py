@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import attrs
+
 from durable_jobs._errors import ErrorInfo
 from durable_jobs._time import Instant
 

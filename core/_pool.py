@@ -60,6 +60,8 @@ from __future__ import annotations
 from typing import Any, Final, Generic, Literal, TypeVar
 
 import attrs
+from returns.result import Failure, Result, Success
+
 from durable_jobs import _runtime as rt
 from durable_jobs._commands import (
     ClearQueue,
@@ -96,7 +98,6 @@ from durable_jobs._results import (
     PoolResumeResult,
 )
 from durable_jobs._time import Instant, to_datetime
-from returns.result import Failure, Result, Success
 
 __all__ = [
     "PRUNE_BATCH",

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import attrs
+
 from durable_jobs._errors import ErrorInfo
 from durable_jobs._telemetry import FlushReason
 

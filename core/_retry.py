@@ -18,6 +18,7 @@ import hashlib
 from typing import Literal
 
 import attrs
+
 from durable_jobs._errors import DefinitionError
 from durable_jobs._time import Duration, DurationLike, parse_duration
 

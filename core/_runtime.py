@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
 import attrs
+from returns.result import Failure
+
 from durable_jobs._commands import (
     CancelAlarm,
     Command,
@@ -70,7 +72,6 @@ from durable_jobs._telemetry import (
     base_fields,
 )
 from durable_jobs._time import Instant, to_datetime
-from returns.result import Failure
 
 __all__ = [
     "Attempts",

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 from croniter import croniter
 from croniter.croniter import CroniterError
+
 from durable_jobs._errors import DefinitionError
 from durable_jobs._time import Duration, DurationLike, Instant, from_datetime, parse_duration
 

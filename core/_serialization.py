@@ -24,6 +24,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.json import make_converter as make_json_converter
 from cattrs.strategies import configure_tagged_union
+
 from durable_jobs import _commands as cmd
 from durable_jobs import _inputs as inp
 from durable_jobs import _results as res

@@ -26,6 +26,8 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 import attrs
+from returns.result import Result, Success
+
 from durable_jobs import _runtime as rt
 from durable_jobs._commands import Command, Emit, RunUserCode
 from durable_jobs._definitions import TaskDefinition
@@ -55,7 +57,6 @@ from durable_jobs._results import (
 )
 from durable_jobs._telemetry import TaskScheduled, base_fields
 from durable_jobs._time import Instant, to_datetime
-from returns.result import Result, Success
 
 __all__ = ["TaskSnapshot", "decide_task"]
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import attrs
+
 from durable_jobs._errors import ErrorInfo
 from durable_jobs._keys import InstanceKey, JobType
 from durable_jobs._time import Instant, to_datetime

@@ -26,6 +26,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
+from returns.io import IOFailure, IOResult, IOSuccess
+from returns.result import Failure, Result, Success
+from returns.unsafe import unsafe_perform_io
+
 from durable_jobs import (
     ContinuousContext,
     ContinuousDefinition,
@@ -52,9 +56,6 @@ from durable_jobs import (
 )
 from durable_jobs._client import INVALID_STATE
 from durable_jobs._context import ContextChanges
-from returns.io import IOFailure, IOResult, IOSuccess
-from returns.result import Failure, Result, Success
-from returns.unsafe import unsafe_perform_io
 
 __all__ = ["HookCall", "prepare", "run_sync"]
 

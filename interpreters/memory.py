@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
+from returns.result import Failure, Success
+
 from durable_jobs import (
     AlarmFired,
     CancelAlarm,
@@ -73,7 +75,6 @@ from durable_jobs import (
 from durable_jobs._results import Reply as ReplyValue
 from durable_jobs.interpreters._queue import ShardQueue
 from durable_jobs.interpreters._runner import run_sync
-from returns.result import Failure, Success
 
 __all__ = ["MemoryInterpreter", "TraceEntry"]
 

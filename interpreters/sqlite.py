@@ -50,6 +50,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from returns.result import Failure, Success
+
 from durable_jobs import (
     AlarmFired,
     CancelAlarm,
@@ -96,7 +98,6 @@ from durable_jobs import (
 from durable_jobs._results import Reply as ReplyValue
 from durable_jobs.interpreters._runner import run_sync
 from durable_jobs.interpreters.clock import Clock, ManualClock, SystemClock
-from returns.result import Failure, Success
 
 __all__ = ["SCHEMA", "SqliteInterpreter"]
 

@@ -7,9 +7,10 @@ import importlib
 import pkgutil
 from types import ModuleType
 
+import pytest
+
 import durable_jobs
 import durable_jobs.interpreters
-import pytest
 
 
 def _modules() -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from durable_jobs import (
     ConflictError,
     Continuous,

@@ -11,6 +11,10 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import attrs
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
 from durable_jobs import (
     Continuous,
     ContinuousContext,
@@ -22,9 +26,6 @@ from durable_jobs import (
     TaskContext,
 )
 from durable_jobs.interpreters.memory import MemoryInterpreter
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 START = datetime(2026, 2, 1, tzinfo=UTC)
 IDS = st.sampled_from(["a", "b", "c"])

@@ -19,6 +19,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import attrs
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
 from durable_jobs import (
     Backoff,
     ErrorInfo,
@@ -30,9 +34,6 @@ from durable_jobs import (
     shard_index,
 )
 from durable_jobs.interpreters.memory import MemoryInterpreter
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
 SHARDS = 3

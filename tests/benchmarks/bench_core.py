@@ -55,6 +55,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
+
 from durable_jobs import (
     Continuous,
     ContinuousContext,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+
 from durable_jobs import Client, Jobs, TelemetryEvent
 from durable_jobs.interpreters.clock import ManualClock
 from durable_jobs.interpreters.memory import MemoryInterpreter

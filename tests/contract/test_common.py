@@ -6,6 +6,7 @@ from typing import assert_type
 
 import attrs
 import pytest
+
 from durable_jobs import (
     Continuous,
     ContinuousContext,
@@ -14,7 +15,6 @@ from durable_jobs import (
     Jobs,
     Task,
 )
-
 from tests.contract.conftest import Make
 
 

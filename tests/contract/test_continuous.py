@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 import pytest
+from returns.result import Failure, Success
+
 from durable_jobs import (
     Backoff,
     Continuous,
@@ -22,8 +24,6 @@ from durable_jobs import (
     Retry,
     ValidationError,
 )
-from returns.result import Failure, Success
-
 from tests.contract.conftest import START, Make, types
 
 

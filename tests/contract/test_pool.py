@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
+
 from durable_jobs import (
     PRUNE_BATCH,
     Backoff,
@@ -25,7 +26,6 @@ from durable_jobs import (
     WorkerPoolDefinition,
     shard_index,
 )
-
 from tests.contract.conftest import START, Make, types
 
 

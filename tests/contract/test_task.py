@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
+
 from durable_jobs import (
     Backoff,
     Jobs,
@@ -18,7 +19,6 @@ from durable_jobs import (
     UserCodeError,
     ValidationError,
 )
-
 from tests.contract.conftest import START, Make, types
 
 

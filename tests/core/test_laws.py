@@ -19,6 +19,10 @@ from collections import defaultdict
 from typing import Any
 
 import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from returns.result import Success
+
 from durable_jobs import (
     AlarmFired,
     Backoff,
@@ -79,9 +83,6 @@ from durable_jobs import (
 )
 from durable_jobs._inputs import ScheduleChange
 from durable_jobs.interpreters._queue import ShardQueue
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from returns.result import Success
 
 
 def _noop(ctx: object) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from durable_jobs import (
     AlarmFired,
     CancelAlarm,
@@ -24,8 +27,6 @@ from durable_jobs import (
     java_hash32,
     shard_index,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def _reference_hash(text: str) -> int:

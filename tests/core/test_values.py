@@ -9,6 +9,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from durable_jobs import (
     Backoff,
     Continuous,
@@ -27,8 +30,6 @@ from durable_jobs import (
 )
 from durable_jobs._retry import jittered
 from durable_jobs._runtime import Attempts, Exhausted, RetryAt, decide_failure
-from hypothesis import given
-from hypothesis import strategies as st
 
 UNITS = {
     "ms": 1,

@@ -26,9 +26,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+
 from durable_jobs import JobFailed
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
-
 from tests.sqlite.crash_jobs import JOBS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from durable_jobs.interpreters.sqlite import SqliteInterpreter
 
+from durable_jobs.interpreters.sqlite import SqliteInterpreter
 from tests.sqlite.crash_jobs import JOBS
 
 ROOT = Path(__file__).resolve().parents[2]

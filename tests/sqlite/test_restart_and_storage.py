@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from durable_jobs import (
     Continuous,
     ContinuousContext,
