@@ -207,6 +207,7 @@ class SqliteInterpreter:
         self._busy: set[str] = set()
         self._closed = False
         self._stopping = False
+        self._heartbeat: threading.Thread | None = None
         self.errors: list[DurableJobsError] = []
         """Errors met while running due work (each also logged)."""
         try:
@@ -502,11 +503,45 @@ class SqliteInterpreter:
             working = transition.snapshot
             carried, expected = not persisted, version
             self._busy.add(instance_id)
+            self._start_heartbeat()
             try:
                 started = self._clock.now()
                 input_ = run_sync(definition, run, started)
             finally:
                 self._busy.discard(instance_id)
+
+    def _start_heartbeat(self) -> None:
+        """Renew the leases of this process's running instances while user code runs.
+
+        Without it a run longer than the lease would look like a dead worker's: claimed
+        again (by another process, or this one) and run a second time at once.
+        """
+        with self._lock:
+            if self._heartbeat is not None:
+                return
+            self._heartbeat = threading.Thread(
+                target=self._renew_leases, name="durable-jobs-leases", daemon=True
+            )
+            self._heartbeat.start()
+
+    def _renew_leases(self) -> None:
+        period = max(self._lease_ms / 3000, 0.01)
+        while not self._closed:
+            time.sleep(period)
+            running = list(self._busy)
+            if not running:
+                continue
+            try:
+                with self._transaction():
+                    self._db.execute(
+                        "UPDATE instances SET lease_until = ? WHERE running = 1 AND "
+                        "lease_owner = ? AND instance_id IN (SELECT value FROM json_each(?))",
+                        (self._clock.now() + self._lease_ms, self._owner, json.dumps(running)),
+                    )
+            except (DurableJobsError, sqlite3.Error):
+                if self._closed:
+                    return
+                raise
 
     def _load(self, definition: Definition, instance_id: str) -> tuple[Any, int | None]:
         row = self._db.execute(
@@ -678,12 +713,14 @@ class SqliteInterpreter:
         """Lease one claimable instance: a due alarm, or an expired run (a dead worker)."""
         now = self._clock.now()
         with self._transaction():
+            mine = json.dumps(sorted(self._busy))  # never reclaim a run of this process
             row = self._db.execute(
                 "SELECT instance_id, alarm_at, 0 FROM instances WHERE alarm_at IS NOT NULL "
                 "AND alarm_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
                 "UNION ALL SELECT instance_id, alarm_at, 1 FROM instances WHERE running = 1 "
-                "AND lease_until <= ? LIMIT 1",
-                (now, now, now),
+                "AND lease_until <= ? AND instance_id NOT IN (SELECT value FROM json_each(?)) "
+                "LIMIT 1",
+                (now, now, now, mine),
             ).fetchone()
             if row is None:
                 return None

@@ -100,3 +100,36 @@ def test_async_user_code_of_different_shards_runs_concurrently(tmp_path: Path) -
     spans = sorted((ran[f"start-{k}"], ran[f"end-{k}"]) for k in shards.values())
     overlapping = any(b_start < a_end for (_, a_end), (b_start, _) in itertools.pairwise(spans))
     assert overlapping, "events of different shards ran one after another"
+
+
+def long_run(ctx: PoolContext[int]) -> None:
+    ran[f"start-{ctx.attempt}"] = time.time()
+    time.sleep(1.2)
+    ran[f"end-{ctx.attempt}"] = time.time()
+
+
+LONG = Jobs(long=WorkerPool.make(event=int, concurrency=1, execute=long_run))
+
+
+def test_a_run_longer_than_its_lease_is_not_taken_for_a_dead_one(tmp_path: Path) -> None:
+    ran.clear()
+    path = tmp_path / "jobs.db"
+    db = SqliteInterpreter(LONG, path, synchronous="NORMAL", lease="300 milliseconds")
+    thread = threading.Thread(target=db.run_forever, kwargs={"poll": "50 milliseconds"})
+    thread.start()
+    try:
+        with SqliteInterpreter(LONG, path, lease="300 milliseconds") as other:
+            other.client().worker_pool("long").enqueue(id="slow", event=1)
+            # A second worker on the same file keeps looking for expired leases meanwhile.
+            deadline = time.time() + 5
+            while "end-1" not in ran and time.time() < deadline:
+                other.run_due()
+                time.sleep(0.05)
+            status = other.client().worker_pool("long").status()
+    finally:
+        db.stop()
+        thread.join(timeout=10)
+        db.close()
+    assert "end-1" in ran
+    assert "start-2" not in ran, "the run was started again while it was still running"
+    assert status.total_processed == 1
