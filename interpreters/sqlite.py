@@ -464,7 +464,8 @@ class SqliteInterpreter:
         definition = self._definition_of(instance_id)
         if definition is None:
             return
-        snapshot, _ = self._load(definition, instance_id)
+        with self._lock:
+            snapshot, _ = self._load(definition, instance_id)
         if snapshot is not None and snapshot.in_flight is not None:
             self._chain(definition, instance_id, RunInterrupted(run_id=snapshot.in_flight.run_id))
 
