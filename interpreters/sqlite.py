@@ -527,7 +527,7 @@ class SqliteInterpreter:
 
     def _renew_leases(self) -> None:
         period = max(self._lease_ms / 3000, 0.01)
-        while not self._closed:
+        while not self.closed():
             time.sleep(period)
             running = list(self._busy)
             if not running:
@@ -540,8 +540,8 @@ class SqliteInterpreter:
                         (self._clock.now() + self._lease_ms, self._owner, json.dumps(running)),
                     )
             except (DurableJobsError, sqlite3.Error):
-                if self._closed:
-                    return
+                if self.closed():
+                    return  # closed between the check and the write
                 raise
 
     def _load(self, definition: Definition, instance_id: str) -> tuple[Any, int | None]:

@@ -1,0 +1,646 @@
+"""Benchmark of the SQLite interpreter against Huey's ``SqliteHuey`` (prints figures).
+
+Run it from the repository root, with the package and the ``bench`` extra installed::
+
+    pip install -e '.[dev,bench]'
+    python tests/benchmarks/bench_sqlite.py                      # full run (a few minutes)
+    python tests/benchmarks/bench_sqlite.py --quick              # smaller smoke run
+    python tests/benchmarks/bench_sqlite.py --synchronous NORMAL # another durability level
+
+This is a program, not a pytest test; it installs nothing itself. Both systems run in
+this one process, on files in one temporary directory (``--dir`` to choose it), with
+``journal_mode=WAL`` and the same ``PRAGMA synchronous`` (``--synchronous``, default
+FULL). ``SqliteHuey`` has no option for every level (its ``fsync=True/False`` only sets
+``synchronous`` to 2 or 0), so the benchmark gives it a ``SqliteStorage`` subclass whose
+connections run ``PRAGMA synchronous=<level>`` after Huey's own pragmas; the value each
+connection really has is read back and printed. The other Huey settings are its
+defaults (``cache_mb=8``, pickle serializer, results on; a ``None`` result is not
+stored); durable-jobs uses SQLite's default cache.
+
+1. **Throughput.** N durable no-op jobs (default 2,000; ``--quick`` 200), end to end:
+   enqueue all N, then process all of them, in the calling thread.
+
+   * durable-jobs: a ``WorkerPool`` with ``concurrency=1`` (one shard: one worker) on a
+     ``SqliteInterpreter``; ``client.worker_pool(pool).enqueue`` N times, then
+     ``run_due()`` in a loop until ``status().total_processed == N``.
+   * Huey: a ``@huey.task()`` no-op called N times (each call enqueues), then
+     ``huey.dequeue()`` / ``huey.execute(task)`` in a loop until the queue is empty.
+
+   That loop is the body of Huey's own consumer ``Worker.loop`` without its idle-poll
+   sleep, just as ``run_due`` is the body of ``run_forever`` without its sleep: the
+   fairest "one worker processing everything from the queue", with no thread hand-off
+   or polling delay on either side. As a cross-check the same work is also timed with
+   each system's real worker thread (``run_forever(workers=1)`` in a thread;
+   ``huey.create_consumer(workers=1)``, thread workers, ``periodic=False``), from the
+   moment the worker starts until the Nth job has run (and, for durable-jobs, the pool's
+   status shows N processed). The guarantees differ: Huey deletes a task from its queue
+   *before* running it (a crash mid-run loses it), durable-jobs commits the outcome
+   after the run (a crash mid-run is an interrupted attempt that is retried), which
+   costs more transactions per job. Target: ours/Huey jobs per second >= 2.
+
+2. **Alarm lateness** of work due 1 second later. K items (default 200; quick 30) are
+   scheduled from the main thread, spread evenly over ~2 s, each due 1 s after it is
+   scheduled, while one worker runs in a background thread. Lateness = the time the
+   work starts (``time.time()`` read first thing in the user function) minus the due
+   time.
+
+   * durable-jobs: a ``Task`` per item; ``send`` runs ``on_event``, which stores the due
+     time (epoch ms) as the state and passes it to ``ctx.schedule``; ``execute`` records
+     the lateness. The worker is ``run_forever(poll="1 second", workers=1)``.
+   * Huey: ``task.schedule(args=(due,), eta=due)``; the consumer is
+     ``create_consumer(workers=1, periodic=False)`` with its other defaults (scheduler
+     every 1 s, the minimum Huey allows; worker polling from 0.1 s, backoff 1.15).
+
+   p50 and p99 (nearest rank) and the maximum, in ms. Target: our p99 <= 20 ms.
+
+3. **Claim + transition cost vs file size.** A file holds 1k, then 100k (quick: 10k)
+   idle ``Task`` instances (half with no alarm, half with an alarm a year ahead),
+   written through the client by an interpreter opened with ``synchronous=OFF``
+   (filling is not what is measured; its rate is printed), then reopened at the chosen
+   level. One more ``Task`` re-schedules itself at ``ctx.now`` in ``execute``, so it is
+   always due; ``run_due(limit=STEPS)`` then runs STEPS claim + fire + execute + outcome
+   steps of it. The per-step time is the best of ``ROUNDS`` rounds. Target:
+   cost(large) / cost(1k) <= 1.5.
+
+4. A summary block with every figure, PASS/MISS against each target, the Python,
+   SQLite and Huey versions, and the machine's CPU count and load. For scale it also
+   prints the cost of a bare one-row ``BEGIN IMMEDIATE``/``COMMIT`` at the chosen level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import signal
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from durable_jobs import Jobs, PoolContext, Task, TaskContext, WorkerPool
+from durable_jobs.interpreters.sqlite import SYNCHRONOUS, SqliteInterpreter
+
+THROUGHPUT_TARGET = 2.0
+LATENESS_P99_TARGET_MS = 20.0
+SIZE_RATIO_TARGET = 1.5
+
+SPREAD_S = 2.0
+DELAY_S = 1.0
+ROUNDS = 3
+WAIT_LIMIT_S = 120.0
+
+
+@attrs.frozen
+class Scale:
+    jobs: int
+    alarms: int
+    sizes: tuple[int, int]
+    steps: int
+
+
+FULL = Scale(jobs=2_000, alarms=200, sizes=(1_000, 100_000), steps=2_000)
+QUICK = Scale(jobs=200, alarms=30, sizes=(1_000, 10_000), steps=300)
+
+
+def _require(condition: bool, message: str) -> None:
+    """Stop the benchmark when a count is off: a fast wrong run proves nothing."""
+    if not condition:
+        raise SystemExit(f"benchmark check failed: {message}")
+
+
+def _wait(condition: Callable[[], bool], what: str, limit: float = WAIT_LIMIT_S) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        _require(time.monotonic() < deadline, f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+# --------------------------------------------------------------------------- pragmas
+
+
+def _pragmas(conn: sqlite3.Connection) -> str:
+    journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+    cache = int(conn.execute("PRAGMA cache_size").fetchone()[0])
+    cache_text = f"{-cache / 1000:g} MB" if cache < 0 else f"{cache} pages"
+    return f"journal_mode={journal}, synchronous={SYNCHRONOUS[level]} ({level}), cache {cache_text}"
+
+
+def _ours_pragmas(db: SqliteInterpreter) -> str:
+    return _pragmas(db._db)  # the interpreter's own connection: pragmas are per connection
+
+
+def _huey(path: Path, synchronous: str) -> Any:
+    """A ``SqliteHuey`` on ``path`` whose connections run ``PRAGMA synchronous=<level>``."""
+    from huey import SqliteHuey
+    from huey.storage import SqliteStorage
+
+    def create_connection(storage: Any) -> sqlite3.Connection:
+        conn: sqlite3.Connection = SqliteStorage._create_connection(storage)
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        return conn
+
+    storage_class = type(
+        "SynchronousSqliteStorage", (SqliteStorage,), {"_create_connection": create_connection}
+    )
+    return SqliteHuey("bench", filename=str(path), storage_class=storage_class, fsync=None)
+
+
+def _huey_pragmas(huey: Any) -> str:
+    conn: sqlite3.Connection = huey.storage.conn
+    return _pragmas(conn)
+
+
+@contextmanager
+def _signals_kept() -> Iterator[None]:
+    """Huey's consumer installs signal handlers in the main thread; put them back after."""
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    saved = {
+        name: signal.getsignal(getattr(signal, name)) for name in names if hasattr(signal, name)
+    }
+    try:
+        yield
+    finally:
+        for name, handler in saved.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _commit_cost(folder: Path, synchronous: str, commits: int = 500) -> float:
+    """Seconds for one bare one-row write transaction at this level (for scale)."""
+    conn = sqlite3.connect(str(folder / "commit.db"), isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        started = time.perf_counter()
+        for i in range(commits):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t VALUES (?, ?)", (i, "x" * 200))
+            conn.execute("COMMIT")
+        return (time.perf_counter() - started) / commits
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------ throughput
+
+
+@attrs.frozen
+class Throughput:
+    jobs: int
+    enqueue_s: float
+    process_s: float
+    worker_s: float
+    """Processing time with the system's real worker thread (the cross-check)."""
+    pragmas: str
+
+    @property
+    def total_s(self) -> float:
+        return self.enqueue_s + self.process_s
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.total_s
+
+    @property
+    def worker_rate(self) -> float:
+        return self.jobs / self.worker_s
+
+
+def _pool_job(done: threading.Event, count: list[int], n: int) -> Any:
+    def execute(ctx: PoolContext[int]) -> None:
+        count[0] += 1
+        if count[0] == n:
+            done.set()
+
+    return WorkerPool.make(event=int, concurrency=1, execute=execute)
+
+
+def _ours_throughput(folder: Path, synchronous: str, n: int) -> Throughput:
+    done, count = threading.Event(), [0]
+    pool = _pool_job(done, count, n)
+    with SqliteInterpreter(
+        Jobs(pool=pool), folder / "ours-throughput.db", synchronous=synchronous
+    ) as db:
+        pragmas = _ours_pragmas(db)
+        client = db.client().worker_pool(pool)
+        started = time.perf_counter()
+        for i in range(n):
+            client.enqueue(id=f"job-{i}", event=i)
+        enqueued = time.perf_counter()
+        processed = 0
+        while processed < n:
+            ran = db.run_due(limit=n)
+            processed = client.status().total_processed
+            _require(ran > 0 or processed == n, f"run_due stalled at {processed:,} of {n:,}")
+        finished = time.perf_counter()
+        _require(count[0] == n and not db.errors, f"ran {count[0]:,} of {n:,}, errors {db.errors}")
+
+    # Cross-check: the same work processed by run_forever's worker thread.
+    done, count = threading.Event(), [0]
+    pool = _pool_job(done, count, n)
+    with SqliteInterpreter(
+        Jobs(pool=pool), folder / "ours-worker.db", synchronous=synchronous
+    ) as db:
+        client = db.client().worker_pool(pool)
+        for i in range(n):
+            client.enqueue(id=f"job-{i}", event=i)
+        worker = threading.Thread(
+            target=db.run_forever, kwargs={"poll": "1 second", "workers": 1}, daemon=True
+        )
+        worker_started = time.perf_counter()
+        worker.start()
+        _require(done.wait(WAIT_LIMIT_S), f"the worker ran {count[0]:,} of {n:,}")
+        _wait(lambda: client.status().total_processed == n, "the last outcome to commit")
+        worker_finished = time.perf_counter()
+        db.stop()
+        worker.join()
+        _require(not db.errors, f"errors {db.errors}")
+    return Throughput(
+        jobs=n,
+        enqueue_s=enqueued - started,
+        process_s=finished - enqueued,
+        worker_s=worker_finished - worker_started,
+        pragmas=pragmas,
+    )
+
+
+def _huey_throughput(folder: Path, synchronous: str, n: int) -> Throughput:
+    count = [0]
+    huey = _huey(folder / "huey-throughput.db", synchronous)
+    pragmas = _huey_pragmas(huey)
+
+    def count_one(i: int) -> None:
+        count[0] += 1
+
+    noop = huey.task()(count_one)
+    started = time.perf_counter()
+    for i in range(n):
+        noop(i)
+    enqueued = time.perf_counter()
+    while (task := huey.dequeue()) is not None:
+        huey.execute(task)
+    finished = time.perf_counter()
+    _require(count[0] == n and huey.pending_count() == 0, f"Huey ran {count[0]:,} of {n:,}")
+    huey.storage.close()
+
+    # Cross-check: the same work processed by Huey's consumer with one worker thread.
+    done, count = threading.Event(), [0]
+    huey = _huey(folder / "huey-worker.db", synchronous)
+
+    def count_until_n(i: int) -> None:
+        count[0] += 1
+        if count[0] == n:
+            done.set()
+
+    counted = huey.task()(count_until_n)
+    for i in range(n):
+        counted(i)
+    consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
+    with _signals_kept():
+        worker_started = time.perf_counter()
+        consumer.start()
+        _require(done.wait(WAIT_LIMIT_S), f"the Huey worker ran {count[0]:,} of {n:,}")
+        worker_finished = time.perf_counter()
+        consumer.stop(graceful=True)
+    huey.storage.close()
+    return Throughput(
+        jobs=n,
+        enqueue_s=enqueued - started,
+        process_s=finished - enqueued,
+        worker_s=worker_finished - worker_started,
+        pragmas=pragmas,
+    )
+
+
+# -------------------------------------------------------------------------- lateness
+
+
+@attrs.frozen
+class Lateness:
+    samples_ms: tuple[float, ...]
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    @property
+    def p50(self) -> float:
+        return self.quantile(0.50)
+
+    @property
+    def p99(self) -> float:
+        return self.quantile(0.99)
+
+    @property
+    def worst(self) -> float:
+        return max(self.samples_ms)
+
+
+def _spread(k: int, schedule_one: Callable[[int], None]) -> None:
+    """Call ``schedule_one(i)`` for i < k, evenly over ``SPREAD_S`` seconds."""
+    start = time.monotonic()
+    for i in range(k):
+        pause = start + i * SPREAD_S / k - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        schedule_one(i)
+
+
+def _ours_lateness(folder: Path, synchronous: str, k: int) -> Lateness:
+    samples: list[float] = []
+    done = threading.Event()
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        ctx.set_state(ctx.event)
+        ctx.schedule(datetime.fromtimestamp(ctx.event / 1000, UTC))
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        started_ms = time.time() * 1000
+        assert ctx.state is not None
+        samples.append(started_ms - ctx.state)
+        if len(samples) == k:
+            done.set()
+
+    timer = Task.make(state=int, event=int, on_event=on_event, execute=execute)
+    with SqliteInterpreter(
+        Jobs(timer=timer), folder / "ours-lateness.db", synchronous=synchronous
+    ) as db:
+        client = db.client().task(timer)
+        worker = threading.Thread(
+            target=db.run_forever, kwargs={"poll": "1 second", "workers": 1}, daemon=True
+        )
+        worker.start()
+
+        def schedule_one(i: int) -> None:
+            due_ms = time.time_ns() // 1_000_000 + int(DELAY_S * 1000)
+            client.send(id=f"timer-{i}", event=due_ms)
+
+        _spread(k, schedule_one)
+        _require(done.wait(WAIT_LIMIT_S), f"{len(samples)} of {k} alarms ran")
+        db.stop()
+        worker.join()
+        _require(not db.errors, f"errors {db.errors}")
+    return Lateness(tuple(samples))
+
+
+def _huey_lateness(folder: Path, synchronous: str, k: int) -> Lateness:
+    samples: list[float] = []
+    done = threading.Event()
+    huey = _huey(folder / "huey-lateness.db", synchronous)
+
+    def record(due: float) -> None:
+        started = time.time()
+        samples.append((started - due) * 1000)
+        if len(samples) == k:
+            done.set()
+
+    late = huey.task()(record)
+    consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
+
+    def schedule_one(i: int) -> None:
+        due = time.time() + DELAY_S
+        late.schedule(args=(due,), eta=datetime.fromtimestamp(due, UTC))
+
+    with _signals_kept():
+        consumer.start()
+        _spread(k, schedule_one)
+        _require(done.wait(WAIT_LIMIT_S), f"{len(samples)} of {k} Huey tasks ran")
+        consumer.stop(graceful=True)
+    huey.storage.close()
+    return Lateness(tuple(samples))
+
+
+# ------------------------------------------------------------------------- file size
+
+
+@attrs.frozen
+class SizeFigures:
+    instances: int
+    fill_s: float
+    file_mb: float
+    step_s: float
+    steps: int
+
+    @property
+    def fill_rate(self) -> float:
+        return self.instances / self.fill_s
+
+
+def _size_jobs(count: list[int]) -> tuple[Jobs, Any, Any]:
+    def park(ctx: TaskContext[int, int]) -> None:
+        ctx.set_state(ctx.event)
+        if ctx.event % 2 == 0:
+            ctx.schedule("365 days")
+
+    def loop_execute(ctx: TaskContext[int, int]) -> None:
+        count[0] += 1
+        ctx.schedule(ctx.now)  # due again at once: each run_due step is one more run
+
+    def start(ctx: TaskContext[int, int]) -> None:
+        ctx.set_state(0)
+        ctx.schedule(ctx.now)
+
+    idle = Task.make(state=int, event=int, on_event=park, execute=lambda ctx: None)
+    looping = Task.make(state=int, event=int, on_event=start, execute=loop_execute)
+    return Jobs(idle=idle, looping=looping), idle, looping
+
+
+def _step_cost(folder: Path, synchronous: str, instances: int, steps: int) -> SizeFigures:
+    count = [0]
+    jobs, idle, looping = _size_jobs(count)
+    path = folder / f"ours-size-{instances}.db"
+    started = time.perf_counter()
+    with SqliteInterpreter(jobs, path, synchronous="OFF") as filler:
+        client = filler.client().task(idle)
+        for i in range(instances):
+            client.send(id=f"idle-{i}", event=i)
+            if (i + 1) % 20_000 == 0:
+                rate = (i + 1) / (time.perf_counter() - started)
+                print(f"    filled {i + 1:,} of {instances:,} ({rate:,.0f}/s)", flush=True)
+    fill_s = time.perf_counter() - started
+    with SqliteInterpreter(jobs, path, synchronous=synchronous) as db:
+        db.client().task(looping).send(id="loop", event=0)
+        _require(db.run_due(limit=50) == 50, "the looping task should always be due")
+        best = float("inf")
+        for _ in range(ROUNDS):
+            before = count[0]
+            started = time.perf_counter()
+            ran = db.run_due(limit=steps)
+            elapsed = time.perf_counter() - started
+            _require(ran == steps and count[0] - before == steps, f"ran {ran} of {steps} steps")
+            best = min(best, elapsed / steps)
+        _require(not db.errors, f"errors {db.errors}")
+        rows = db._db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+        _require(rows == instances + 1, f"{rows:,} instances in the file, not {instances + 1:,}")
+    size = sum(p.stat().st_size for p in folder.glob(f"{path.name}*"))
+    return SizeFigures(instances, fill_s, size / 1e6, best, steps)
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _row(label: str, value: str, note: str = "") -> str:
+    return f"   {label:<46}{value:>14}" + (f"   {note}" if note else "")
+
+
+def _load() -> str:
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:  # pragma: no cover - not every platform has it
+        return "n/a"
+    return f"{one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+@attrs.frozen
+class Figures:
+    synchronous: str
+    commit_s: float
+    ours: Throughput
+    huey: Throughput
+    ours_late: Lateness
+    huey_late: Lateness
+    small: SizeFigures
+    large: SizeFigures
+
+
+def _summary(f: Figures, quick: bool, load_at_start: str) -> str:
+    ratio = f.ours.rate / f.huey.rate
+    worker_ratio = f.ours.worker_rate / f.huey.worker_rate
+    size_ratio = f.large.step_s / f.small.step_s
+    ms = 1000.0
+    lines = [
+        "=" * 86,
+        "durable-jobs SQLite interpreter vs Huey SqliteHuey" + ("  (--quick)" if quick else ""),
+        f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"huey {metadata.version('huey')}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.platform()}",
+        f"load average at start {load_at_start}; at end {_load()}",
+        f"--synchronous {f.synchronous}; bare 1-row write transaction at this level: "
+        f"{f.commit_s * ms:.3f} ms",
+        f"  durable-jobs connection: {f.ours.pragmas}",
+        f"  Huey connection:         {f.huey.pragmas}",
+        "    (Huey: SqliteStorage subclass running PRAGMA synchronous after its own pragmas,",
+        "     fsync=None, cache_mb=8 default; durable-jobs: synchronous= argument)",
+        "-" * 86,
+        f"1. throughput, {f.ours.jobs:,} durable no-op jobs, enqueue all then process all",
+        _row("durable-jobs enqueue (WorkerPool, 1 shard)", f"{f.ours.enqueue_s:.3f} s"),
+        _row("durable-jobs process (run_due loop)", f"{f.ours.process_s:.3f} s"),
+        _row("durable-jobs total", f"{f.ours.total_s:.3f} s", f"{f.ours.rate:,.0f} jobs/s"),
+        _row("Huey enqueue (task calls)", f"{f.huey.enqueue_s:.3f} s"),
+        _row("Huey process (dequeue/execute loop)", f"{f.huey.process_s:.3f} s"),
+        _row("Huey total", f"{f.huey.total_s:.3f} s", f"{f.huey.rate:,.0f} jobs/s"),
+        _row(
+            "ratio ours / Huey (jobs/s)",
+            f"{ratio:.2f}",
+            f"target >= {THROUGHPUT_TARGET:g}: {_verdict(ratio >= THROUGHPUT_TARGET)}",
+        ),
+        _row(
+            "info: run_forever(workers=1), processing",
+            f"{f.ours.worker_s:.3f} s",
+            f"{f.ours.worker_rate:,.0f} jobs/s",
+        ),
+        _row(
+            "info: Huey consumer(workers=1), processing",
+            f"{f.huey.worker_s:.3f} s",
+            f"{f.huey.worker_rate:,.0f} jobs/s",
+        ),
+        _row("info: worker-thread ratio ours / Huey", f"{worker_ratio:.2f}", "processing only"),
+        "-" * 86,
+        f"2. lateness of {len(f.ours_late.samples_ms)} items due {DELAY_S:g} s after scheduling,"
+        f" scheduled over {SPREAD_S:g} s, one worker thread",
+        _row("durable-jobs p50", f"{f.ours_late.p50:.1f} ms"),
+        _row(
+            "durable-jobs p99",
+            f"{f.ours_late.p99:.1f} ms",
+            f"target <= {LATENESS_P99_TARGET_MS:g} ms: "
+            f"{_verdict(f.ours_late.p99 <= LATENESS_P99_TARGET_MS)}",
+        ),
+        _row("durable-jobs max", f"{f.ours_late.worst:.1f} ms"),
+        _row("Huey p50", f"{f.huey_late.p50:.1f} ms"),
+        _row("Huey p99", f"{f.huey_late.p99:.1f} ms"),
+        _row("Huey max", f"{f.huey_late.worst:.1f} ms"),
+        "-" * 86,
+        f"3. claim + fire + execute + outcome of one always-due Task, best of {ROUNDS} rounds"
+        f" x {f.small.steps:,} steps",
+    ]
+    for s in (f.small, f.large):
+        lines += [
+            _row(
+                f"{s.instances:,} idle instances: fill (sync OFF)",
+                f"{s.fill_s:.1f} s",
+                f"{s.fill_rate:,.0f} instances/s, file {s.file_mb:.1f} MB",
+            ),
+            _row(f"{s.instances:,} idle instances: per step", f"{s.step_s * ms:.3f} ms"),
+        ]
+    lines += [
+        _row(
+            f"ratio {f.large.instances:,} / {f.small.instances:,}",
+            f"{size_ratio:.2f}",
+            f"target <= {SIZE_RATIO_TARGET:g}: {_verdict(size_ratio <= SIZE_RATIO_TARGET)}",
+        ),
+        "=" * 86,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a smaller smoke run")
+    parser.add_argument(
+        "--synchronous",
+        default="FULL",
+        type=str.upper,
+        choices=SYNCHRONOUS,
+        help="PRAGMA synchronous for both systems (default FULL)",
+    )
+    parser.add_argument("--dir", type=Path, default=None, help="where the temporary files go")
+    args = parser.parse_args(argv)
+    try:
+        import huey  # noqa: F401
+    except ImportError:
+        raise SystemExit("this benchmark needs Huey: pip install -e '.[bench]'") from None
+    scale = QUICK if args.quick else FULL
+    sync: str = args.synchronous
+    load_at_start = _load()
+    with tempfile.TemporaryDirectory(prefix="bench-sqlite-", dir=args.dir) as tmp:
+        folder = Path(tmp)
+        print(f"files in {folder}; synchronous={sync}", flush=True)
+        commit_s = _commit_cost(folder, sync)
+        print(f"1. throughput: {scale.jobs:,} jobs ...", flush=True)
+        ours = _ours_throughput(folder, sync, scale.jobs)
+        print(f"   durable-jobs {ours.rate:,.0f} jobs/s", flush=True)
+        theirs = _huey_throughput(folder, sync, scale.jobs)
+        print(f"   Huey {theirs.rate:,.0f} jobs/s", flush=True)
+        print(f"2. lateness: {scale.alarms} items ...", flush=True)
+        ours_late = _ours_lateness(folder, sync, scale.alarms)
+        print(f"   durable-jobs p99 {ours_late.p99:.1f} ms", flush=True)
+        huey_late = _huey_lateness(folder, sync, scale.alarms)
+        print(f"   Huey p99 {huey_late.p99:.1f} ms", flush=True)
+        sized: list[SizeFigures] = []
+        for instances in scale.sizes:
+            print(f"3. step cost with {instances:,} idle instances ...", flush=True)
+            sized.append(_step_cost(folder, sync, instances, scale.steps))
+            print(f"   {sized[-1].step_s * 1000:.3f} ms per step", flush=True)
+    figures = Figures(sync, commit_s, ours, theirs, ours_late, huey_late, sized[0], sized[1])
+    print(_summary(figures, args.quick, load_at_start))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
