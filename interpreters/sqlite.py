@@ -103,6 +103,8 @@ __all__ = ["SCHEMA", "SqliteInterpreter"]
 
 SCHEMA: Final = 1
 MAX_CONFLICT_RETRIES: Final = 500
+GROUP_COMMIT: Final = 64
+"""At most this many transitions of one instance share a worker's transaction."""
 CHANGE_CHECK: Final = 0.02
 """Seconds between checks of ``PRAGMA data_version`` while the worker sleeps."""
 
@@ -208,6 +210,7 @@ class SqliteInterpreter:
         self._closed = False
         self._stopping = False
         self._heartbeat: threading.Thread | None = None
+        self._claimed: set[str] = set()  # picked by this process's worker, not yet done
         self.errors: list[DurableJobsError] = []
         """Errors met while running due work (each also logged)."""
         try:
@@ -334,7 +337,7 @@ class SqliteInterpreter:
                 break
             instance_id, at = due
             clock.set(Instant(max(clock.now(), at)))
-            self._fire(instance_id, at)
+            self._fire(instance_id, at, worker=False)  # one alarm at a time, as in memory
         clock.set(target)
 
     def run_due(self, limit: int = 1000) -> int:
@@ -417,11 +420,14 @@ class SqliteInterpreter:
                 self._fire(instance_id, at)
         except StorageError as error:
             self.errors.append(error)
-            _log.error("skipping %s: %s", instance_id, error)
+            _log.error("skipping %s for now: %s", instance_id, error)
+            self._set_aside(instance_id)
         except DurableJobsError as error:
             if not self.closed():
                 self.errors.append(error)
                 _log.error("%s failed: %s", instance_id, error)
+        finally:
+            self._claimed.discard(instance_id)
 
     # --------------------------------------------------------- Dispatcher protocol
     def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
@@ -455,10 +461,10 @@ class SqliteInterpreter:
         return [codec.decode_dead_letter(json.loads(text)) for (text,) in rows]
 
     # ----------------------------------------------------------------------- engine
-    def _fire(self, instance_id: str, at: Instant) -> None:
+    def _fire(self, instance_id: str, at: Instant, *, worker: bool = True) -> None:
         definition = self._definition_of(instance_id)
         if definition is not None:
-            self._chain(definition, instance_id, AlarmFired(at))
+            self._chain(definition, instance_id, AlarmFired(at), worker=worker)
 
     def _recover(self, instance_id: str) -> None:
         definition = self._definition_of(instance_id)
@@ -467,7 +473,8 @@ class SqliteInterpreter:
         with self._lock:
             snapshot, _ = self._load(definition, instance_id)
         if snapshot is not None and snapshot.in_flight is not None:
-            self._chain(definition, instance_id, RunInterrupted(run_id=snapshot.in_flight.run_id))
+            interrupted = RunInterrupted(run_id=snapshot.in_flight.run_id)
+            self._chain(definition, instance_id, interrupted, worker=True)
 
     def _definition_of(self, instance_id: str) -> Definition | None:
         with self._lock:
@@ -476,40 +483,74 @@ class SqliteInterpreter:
             ).fetchone()
         return None if row is None or row[0] not in self._jobs else self._jobs[row[0]]
 
-    def _chain(self, definition: Definition, instance_id: str, input_: Input) -> ReplyValue | None:
-        """Run ``input_`` and the user code it starts, one transaction per transition."""
+    def _chain(
+        self,
+        definition: Definition,
+        instance_id: str,
+        input_: Input,
+        *,
+        worker: bool = False,
+    ) -> ReplyValue | None:
+        """Run ``input_`` and the user code it starts; each transition commits atomically.
+
+        For a worker (``worker=True``), when a transition leaves the instance's alarm due
+        already (a pool with more events, a zero-delay schedule), the alarm is fired in the
+        same transaction — group commit: one fsync covers several transitions, each still
+        all-or-nothing, and the attempt a run belongs to is committed before it runs.
+        """
         working: Any = None
         carried = False  # the last transition ran user code without persisting
         expected: int | None = None  # the stored version that run started from
+        known: tuple[int, Any] | None = None  # (version, snapshot) this chain last wrote
         while True:
             with self._transaction():
-                snapshot, version = self._load(definition, instance_id)
-                if carried:
-                    if version != expected:
-                        raise _Retry  # someone wrote the instance meanwhile: start over
-                    snapshot = working
-                argument: Any = snapshot
-                if isinstance(definition, WorkerPoolDefinition):
-                    reads = queue_reads(definition, input_, self._clock.now())
-                    argument = PoolView(snapshot, self._view(definition, instance_id, reads))
-                result = decide(definition, argument, input_, self._clock.now())
-                if isinstance(result, Failure):
-                    raise result.failure().error()
-                assert isinstance(result, Success)
-                transition = result.unwrap()
-                run, reply = self._apply(definition, instance_id, transition.commands)
-            persisted = any(isinstance(c, Persist | Purge) for c in transition.commands)
+                for step in range(GROUP_COMMIT):
+                    now = self._clock.now()
+                    version = self._version(instance_id)
+                    if carried:
+                        if version != expected:
+                            raise _Retry  # someone wrote the instance meanwhile: start over
+                        snapshot = working
+                    elif known is not None and known[0] == version:
+                        snapshot = known[1]  # what this chain wrote: no need to decode it
+                    else:
+                        snapshot, version = self._load(definition, instance_id)
+                    argument: Any = snapshot
+                    if isinstance(definition, WorkerPoolDefinition):
+                        reads = queue_reads(definition, input_, now)
+                        argument = PoolView(snapshot, self._view(definition, instance_id, reads))
+                    result = decide(definition, argument, input_, now)
+                    if isinstance(result, Failure):
+                        raise result.failure().error()
+                    assert isinstance(result, Success)
+                    transition = result.unwrap()
+                    run, reply = self._apply(definition, instance_id, transition.commands)
+                    after = transition.snapshot
+                    persisted = any(isinstance(c, Persist | Purge) for c in transition.commands)
+                    if persisted:
+                        known = None if after is None else (after.version, after)
+                    if run is not None or not worker or after is None:
+                        break
+                    due = after.alarm_at
+                    if due is None or due > now or step == GROUP_COMMIT - 1:
+                        break
+                    input_ = AlarmFired(due)
             if run is None:
                 return reply
-            working = transition.snapshot
+            working = after
             carried, expected = not persisted, version
             self._busy.add(instance_id)
             self._start_heartbeat()
             try:
-                started = self._clock.now()
-                input_ = run_sync(definition, run, started)
+                input_ = run_sync(definition, run, self._clock.now())
             finally:
                 self._busy.discard(instance_id)
+
+    def _version(self, instance_id: str) -> int | None:
+        row = self._db.execute(
+            "SELECT version FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def _start_heartbeat(self) -> None:
         """Renew the leases of this process's running instances while user code runs.
@@ -711,23 +752,37 @@ class SqliteInterpreter:
         return None if row is None else (row[0], Instant(row[1]))
 
     def _claim(self) -> tuple[str, Instant, bool] | None:
-        """Lease one claimable instance: a due alarm, or an expired run (a dead worker)."""
+        """The next claimable instance: a due alarm, or an expired run (a dead worker).
+
+        Only a read: the step that fires the alarm re-reads the row in its own write
+        transaction, and the core ignores an alarm another worker fired first, so two
+        workers picking the same row cost a no-op, never a double run. Rows this process
+        is already handling are skipped.
+        """
         now = self._clock.now()
-        with self._transaction():
-            mine = json.dumps(sorted(self._busy))  # never reclaim a run of this process
+        with self._lock:
+            if self._closed:
+                raise DurableJobsError("the interpreter is closed")
+            mine = json.dumps(sorted(self._busy | self._claimed))
             row = self._db.execute(
                 "SELECT instance_id, alarm_at, 0 FROM instances WHERE alarm_at IS NOT NULL "
                 "AND alarm_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
+                "AND instance_id NOT IN (SELECT value FROM json_each(?)) "
                 "UNION ALL SELECT instance_id, alarm_at, 1 FROM instances WHERE running = 1 "
                 "AND lease_until <= ? AND instance_id NOT IN (SELECT value FROM json_each(?)) "
                 "LIMIT 1",
-                (now, now, now, mine),
+                (now, now, mine, now, mine),
             ).fetchone()
             if row is None:
                 return None
             instance_id, at, recovering = row
+            self._claimed.add(instance_id)
+        return instance_id, Instant(at if at is not None else now), bool(recovering)
+
+    def _set_aside(self, instance_id: str) -> None:
+        """Lease a row that cannot be run (unreadable) so it is not picked again at once."""
+        with self._transaction():
             self._db.execute(
                 "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE instance_id = ?",
-                (self._owner, now + self._lease_ms, instance_id),
+                (self._owner, self._clock.now() + self._lease_ms, instance_id),
             )
-        return instance_id, Instant(at if at is not None else now), bool(recovering)

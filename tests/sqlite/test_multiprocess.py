@@ -1,6 +1,6 @@
 """Several worker processes share one SQLite file.
 
-Three workers run the jobs of ``crash_jobs`` against one database. Every run records its
+Three workers (one runner thread each, so each can hold one instance at a time) run the jobs of ``crash_jobs`` against one database. Every run records its
 start and end (process id and nanosecond clock); no two runs of one instance may overlap,
 and all work completes, with more than one process taking part.
 """
@@ -31,7 +31,7 @@ def _worker(db: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     code = (
         "import sys\n"
         "from durable_jobs.interpreters.worker import serve\n"
-        "sys.exit(serve('tests.sqlite.crash_jobs:JOBS', sys.argv[1], workers=4))\n"
+        "sys.exit(serve('tests.sqlite.crash_jobs:JOBS', sys.argv[1], workers=1))\n"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code, str(db)],
