@@ -166,8 +166,10 @@ class FinishedEvent:
 
 @attrs.frozen
 class QueueReads:
-    """What an interpreter loads into the ``QueueView`` for one input."""
+    """What an interpreter loads into the ``QueueView`` for one input (nothing else)."""
 
+    head: bool = False
+    oldest: bool = False
     event_id: str | None = None
     expired_before: Instant | None = None
     limit: int = PRUNE_BATCH
@@ -218,7 +220,8 @@ class PoolView(Generic[E]):
 
 
 def queue_reads(definition: WorkerPoolDefinition[Any], input_: Input, now: Instant) -> QueueReads:
-    """The rows an interpreter must load for ``input_`` (the head and oldest always).
+    """The rows an interpreter must load for ``input_``: an alarm needs the head and the
+    expired finished records, a status the oldest item, an enqueue or cancel one id's rows.
 
     >>> from durable_jobs import WorkerPool, PoolCancel
     >>> pool = WorkerPool.make(event=str, concurrency=1, execute=print)
@@ -228,7 +231,9 @@ def queue_reads(definition: WorkerPoolDefinition[Any], input_: Input, now: Insta
     if isinstance(input_, PoolEnqueue | PoolCancel):
         return QueueReads(event_id=input_.event_id)
     if isinstance(input_, AlarmFired):
-        return QueueReads(expired_before=Instant(now - definition.dedup_retention))
+        return QueueReads(head=True, expired_before=Instant(now - definition.dedup_retention))
+    if isinstance(input_, PoolStatus):
+        return QueueReads(oldest=True)
     return QueueReads()
 
 

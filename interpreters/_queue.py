@@ -128,7 +128,7 @@ class ShardQueue:
 
     # --------------------------------------------------------------------- reads
     def view(self, reads: QueueReads) -> QueueView[Any]:
-        head_key = self._order.first()
+        head_key = self._order.first() if reads.head else None
         item = finished = None
         ahead = 0
         if reads.event_id is not None:
@@ -141,7 +141,7 @@ class ShardQueue:
             expired = self._expired(reads.expired_before, reads.limit)
         return QueueView(
             head=None if head_key is None else self._items[head_key[2]],
-            oldest=self._oldest(),
+            oldest=self._oldest() if reads.oldest else None,
             item=item,
             ahead=ahead,
             finished=finished,

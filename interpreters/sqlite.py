@@ -606,14 +606,18 @@ class SqliteInterpreter:
             return record
 
         db = self._db
-        head = db.execute(
-            "SELECT item FROM queue_items WHERE instance_id = ? ORDER BY neg_priority, seq LIMIT 1",
-            (instance_id,),
-        ).fetchone()
-        oldest = db.execute(
-            "SELECT item FROM queue_items WHERE instance_id = ? ORDER BY seq LIMIT 1",
-            (instance_id,),
-        ).fetchone()
+        head = oldest = None
+        if reads.head:
+            head = db.execute(
+                "SELECT item FROM queue_items WHERE instance_id = ? "
+                "ORDER BY neg_priority, seq LIMIT 1",
+                (instance_id,),
+            ).fetchone()
+        if reads.oldest:
+            oldest = db.execute(
+                "SELECT item FROM queue_items WHERE instance_id = ? ORDER BY seq LIMIT 1",
+                (instance_id,),
+            ).fetchone()
         item = finished = None
         ahead = 0
         if reads.event_id is not None:
