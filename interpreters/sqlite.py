@@ -104,7 +104,8 @@ __all__ = ["SCHEMA", "SqliteInterpreter"]
 SCHEMA: Final = 1
 MAX_CONFLICT_RETRIES: Final = 500
 GROUP_COMMIT: Final = 64
-"""At most this many transitions of one instance share a worker's transaction."""
+"""At most this many due alarms a worker's chain fires by itself before it lets the
+instance go back to the claim queue (fairness between instances)."""
 CHANGE_CHECK: Final = 0.02
 """Seconds between checks of ``PRAGMA data_version`` while the worker sleeps."""
 
@@ -502,9 +503,10 @@ class SqliteInterpreter:
         carried = False  # the last transition ran user code without persisting
         expected: int | None = None  # the stored version that run started from
         known: tuple[int, Any] | None = None  # (version, snapshot) this chain last wrote
+        refired = 0  # alarms fired by this chain itself: bounded, so others get a turn
         while True:
             with self._transaction():
-                for step in range(GROUP_COMMIT):
+                while True:
                     now = self._clock.now()
                     version = self._version(instance_id)
                     if carried:
@@ -532,8 +534,9 @@ class SqliteInterpreter:
                     if run is not None or not worker or after is None:
                         break
                     due = after.alarm_at
-                    if due is None or due > now or step == GROUP_COMMIT - 1:
+                    if due is None or due > now or refired >= GROUP_COMMIT:
                         break
+                    refired += 1
                     input_ = AlarmFired(due)
             if run is None:
                 return reply

@@ -133,3 +133,30 @@ def test_a_run_longer_than_its_lease_is_not_taken_for_a_dead_one(tmp_path: Path)
     assert "end-1" in ran
     assert "start-2" not in ran, "the run was started again while it was still running"
     assert status.total_processed == 1
+
+
+def again(ctx: TaskContext[int, int]) -> None:
+    ctx.update_state(lambda n: n + 1)
+    ctx.schedule(timedelta(0))  # always due again at once
+
+
+def once(ctx: TaskContext[int, int]) -> None:
+    ctx.set_state(0)
+    ctx.schedule(timedelta(0))
+
+
+BUSY = Jobs(
+    busy=Task.make(state=int, event=int, on_event=once, execute=again),
+    other=WorkerPool.make(event=int, concurrency=1, execute=quick),
+)
+
+
+def test_an_instance_that_is_always_due_does_not_starve_the_others(tmp_path: Path) -> None:
+    ran.clear()
+    with SqliteInterpreter(BUSY, tmp_path / "jobs.db", synchronous="OFF") as db:
+        db.client().task("busy").send(id="spin", event=0)
+        db.client().worker_pool("other").enqueue(id="waiting", event=1)
+        ran_steps = db.run_due(limit=5)
+        assert ran_steps == 5  # run_due returns: the spinning task does not hold it
+        assert "waiting" in ran
+        assert (db.client().task("busy").get_state("spin") or 0) <= 5 * 65
