@@ -104,8 +104,9 @@ __all__ = ["SCHEMA", "SqliteInterpreter"]
 SCHEMA: Final = 1
 MAX_CONFLICT_RETRIES: Final = 500
 GROUP_COMMIT: Final = 64
-"""At most this many due alarms a worker's chain fires by itself before it lets the
-instance go back to the claim queue (fairness between instances)."""
+"""The default of ``group_commit``: at most this many due alarms a worker's chain fires
+by itself, in the transaction of the step before, before it lets the instance go back to
+the claim queue (fairness between instances). 0 turns group commit off."""
 CHANGE_CHECK: Final = 0.02
 """Seconds between checks of ``PRAGMA data_version`` while the worker sleeps."""
 
@@ -195,6 +196,7 @@ class SqliteInterpreter:
         synchronous: str = "FULL",
         *,
         lease: timedelta | str = "30 seconds",
+        group_commit: int = GROUP_COMMIT,
     ) -> None:
         if not isinstance(jobs, Jobs):
             raise TypeError(f"expected a Jobs registry, got {jobs!r}")
@@ -203,6 +205,9 @@ class SqliteInterpreter:
         self._jobs = jobs
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._lease_ms = parse_duration(lease, what="lease")
+        if isinstance(group_commit, bool) or not isinstance(group_commit, int) or group_commit < 0:
+            raise DefinitionError(f"group_commit must be an int >= 0, got {group_commit!r}")
+        self._group_commit = group_commit
         self._owner = uuid.uuid4().hex
         self._codecs = {name: Codec(definition) for name, definition in jobs.items()}
         self._lock = threading.RLock()
@@ -534,7 +539,7 @@ class SqliteInterpreter:
                     if run is not None or not worker or after is None:
                         break
                     due = after.alarm_at
-                    if due is None or due > now or refired >= GROUP_COMMIT:
+                    if due is None or due > now or refired >= self._group_commit:
                         break
                     refired += 1
                     input_ = AlarmFired(due)
