@@ -332,7 +332,7 @@ def test_the_walk_reaches_the_interesting_states() -> None:
     """Guard against a driver that never gets anywhere (the laws would pass vacuously)."""
     seen: set[str] = set()
 
-    @settings(max_examples=300, derandomize=True)
+    @settings(max_examples=1000, derandomize=True)
     @given(st.data(), NAMES)
     def explore(data: st.DataObject, name: str) -> None:
         for _, input_, _, transition in walk(data, name):
