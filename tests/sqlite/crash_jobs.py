@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from durable_jobs import (
     Backoff,
@@ -98,3 +101,23 @@ JOBS = Jobs(
     ),
     task=Task.make(state=int, event=int, on_event=on_event, execute=execute, retry=RETRY),
 )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_worker(db: Path, *, workers: int, lease: str = "30 seconds") -> subprocess.Popen[bytes]:
+    """A worker process serving ``JOBS`` on ``db`` (the log variable is inherited)."""
+    code = (
+        "import sys\n"
+        "from durable_jobs.interpreters.worker import serve\n"
+        "sys.exit(serve('tests.sqlite.crash_jobs:JOBS', sys.argv[1], "
+        f"lease={lease!r}, workers={workers}))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(db)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

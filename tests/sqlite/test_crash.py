@@ -19,8 +19,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -29,31 +27,14 @@ import pytest
 
 from durable_jobs import JobFailed
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
-from tests.sqlite.crash_jobs import JOBS
+from tests.sqlite.crash_jobs import JOBS, start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("DURABLE_JOBS_CRASH_KILLS", "50"))
 WORKERS = 8
 POOL_EVENTS = 120
 DEBOUNCE_IDS = 6
 TASKS = 4
 COUNTDOWN = 4
-
-
-def _worker(db: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    code = (
-        "import sys\n"
-        "from durable_jobs.interpreters.worker import serve\n"
-        "sys.exit(serve('tests.sqlite.crash_jobs:JOBS', sys.argv[1], "
-        f"lease='300 milliseconds', workers={WORKERS}))\n"
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", code, str(db)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
 
 
 def _read_log(path: Path) -> list[list[str]]:
@@ -68,7 +49,6 @@ def test_sigkill_at_random_points_loses_nothing(
     db = tmp_path / "jobs.db"
     log_path = tmp_path / "runs.log"
     monkeypatch.setenv("DURABLE_JOBS_TEST_LOG", str(log_path))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rng = random.Random(20261128)
 
     client_side = SqliteInterpreter(JOBS, db)
@@ -96,7 +76,7 @@ def test_sigkill_at_random_points_loses_nothing(
 
     killed: set[str] = set()
     for cycle in range(KILLS):
-        worker = _worker(db, env)
+        worker = start_worker(db, workers=WORKERS, lease="300 milliseconds")
         time.sleep(rng.uniform(0.05, 0.45))
         if cycle % 10 == 5:
             more_work(100 + cycle)
@@ -105,7 +85,7 @@ def test_sigkill_at_random_points_loses_nothing(
         killed.add(str(worker.pid))
 
     client.continuous("tick").terminate("c")
-    survivor = _worker(db, env)
+    survivor = start_worker(db, workers=WORKERS, lease="300 milliseconds")
     started = time.monotonic()
     deadline = started + 120
     try:

@@ -8,10 +8,7 @@ and all work completes, with more than one process taking part.
 from __future__ import annotations
 
 import itertools
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,27 +16,11 @@ from pathlib import Path
 import pytest
 
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
-from tests.sqlite.crash_jobs import JOBS
+from tests.sqlite.crash_jobs import JOBS, start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 3
 POOL_EVENTS = 300
 TASKS = 6
-
-
-def _worker(db: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    code = (
-        "import sys\n"
-        "from durable_jobs.interpreters.worker import serve\n"
-        "sys.exit(serve('tests.sqlite.crash_jobs:JOBS', sys.argv[1], workers=1))\n"
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", code, str(db)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
 
 
 def test_workers_sharing_a_file_never_overlap_runs_of_one_instance(
@@ -48,7 +29,6 @@ def test_workers_sharing_a_file_never_overlap_runs_of_one_instance(
     db = tmp_path / "jobs.db"
     log_path = tmp_path / "runs.log"
     monkeypatch.setenv("DURABLE_JOBS_TEST_LOG", str(log_path))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with SqliteInterpreter(JOBS, db) as client_side:
         client = client_side.client()
         pool = client.worker_pool("pool")
@@ -59,7 +39,7 @@ def test_workers_sharing_a_file_never_overlap_runs_of_one_instance(
             client.task("task").send(id=f"t{t}", event=5)
         for i in range(60):
             client.debounce("batch").add(id=f"b{i % 4}", event=i)
-        workers = [_worker(db, env) for _ in range(PROCESSES)]
+        workers = [start_worker(db, workers=1) for _ in range(PROCESSES)]
         time.sleep(1.0)
         pool.resume()
         deadline = time.monotonic() + 60
