@@ -12,7 +12,10 @@ refused with nothing written. The facade does no IO itself; the dispatcher does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any, Generic, Protocol, TypeVar, overload
+
+import attrs
 
 from durable_jobs._definitions import (
     ContinuousDefinition,
@@ -37,6 +40,7 @@ from durable_jobs._inputs import (
     PoolCancel,
     PoolDrain,
     PoolEnqueue,
+    PoolEnqueueMany,
     PoolPause,
     PoolResume,
     PoolStatus,
@@ -60,6 +64,7 @@ from durable_jobs._results import (
     DebounceStatusResult,
     PoolCancelResult,
     PoolDrainResult,
+    PoolEnqueueManyResult,
     PoolEnqueueResult,
     PoolInstanceStatus,
     PoolPauseResult,
@@ -81,6 +86,7 @@ __all__ = [
     "ContinuousClient",
     "DebounceClient",
     "Dispatcher",
+    "Enqueue",
     "TaskClient",
     "WorkerPoolClient",
 ]
@@ -103,6 +109,13 @@ class Dispatcher(Protocol):
         """Run ``request`` to completion (including user code it starts); its reply."""
         ...
 
+    def dispatch_many(self, definition: Definition, requests: Sequence[Request]) -> list[Reply]:
+        """Run ``requests``, each for a different instance and none starting user code;
+        their replies in order. A rejection raises its error with none of them written
+        (memory and SQLite); an interpreter whose instances live apart may have written
+        the instances before the rejected one, in order."""
+        ...
+
     def dead_letters(self, definition: Definition) -> list[DeadLetter[Any]]:
         """The dead-letter records of ``definition``'s job, oldest first."""
         ...
@@ -122,6 +135,20 @@ def _expect(reply: Reply, kind: type[R], definition: Definition) -> R:
     if not isinstance(reply, kind):
         raise DurableJobsError(f"unexpected reply {reply!r}; expected {kind.__name__}")
     return reply
+
+
+@attrs.frozen
+class Enqueue(Generic[E]):
+    """One event for ``WorkerPoolClient.enqueue_many``: the arguments of ``enqueue``.
+
+    >>> Enqueue("order-1", {"sku": "A"}, priority=5).priority
+    5
+    """
+
+    id: str
+    event: E
+    partition_key: str | None = None
+    priority: int = 0
 
 
 class _JobClient(Generic[R]):
@@ -259,6 +286,44 @@ class WorkerPoolClient(_JobClient[Any], Generic[E]):
     ) -> PoolEnqueueResult:
         """Queue ``event`` under the event id ``id`` (re-sending an id is answered as a
         duplicate while it is pending, running, or finished within ``dedup_retention``)."""
+        request = self._enqueue_request(id, event, partition_key, priority)
+        return self._call(request, PoolEnqueueResult)  # type: ignore[no-any-return]
+
+    def enqueue_many(self, events: Iterable[Enqueue[E]]) -> list[PoolEnqueueResult]:
+        """Queue several events in one go; one result per event, in their order.
+
+        The results equal those of calling ``enqueue`` for each event in turn (an id sent
+        twice is a duplicate of the first). Every event is validated before anything is
+        written. Each shard's events are written together or not at all; on memory and
+        SQLite the whole call is one transaction (one commit, however many events), so a
+        ``QueueFullError`` leaves nothing written. Interpreters whose shards live apart
+        write shard by shard: after an error, send the same batch again — the ids already
+        queued come back as duplicates.
+        """
+        batch = list(events)
+        for one in batch:
+            if not isinstance(one, Enqueue):
+                raise ValidationError(f"enqueue_many takes Enqueue values, got {one!r}")
+        requests = [
+            self._enqueue_request(one.id, one.event, one.partition_key, one.priority)
+            for one in batch
+        ]
+        shards: dict[str, list[PoolEnqueue]] = {}
+        for request in requests:
+            shards.setdefault(request.id, []).append(request)
+        if not shards:
+            return []
+        grouped = [PoolEnqueueMany(index, tuple(group)) for index, group in shards.items()]
+        replies = self._dispatcher.dispatch_many(self._definition, grouped)
+        answers: dict[str, list[PoolEnqueueResult]] = {}
+        for request_many, reply in zip(grouped, replies, strict=True):
+            result = _expect(reply, PoolEnqueueManyResult, self._definition)
+            answers[request_many.id] = list(reversed(result.results))
+        return [answers[request.id].pop() for request in requests]
+
+    def _enqueue_request(
+        self, id: object, event: object, partition_key: object, priority: object
+    ) -> PoolEnqueue:
         event_id = _check_id(id)
         if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
             raise ValidationError(
@@ -270,8 +335,7 @@ class WorkerPoolClient(_JobClient[Any], Generic[E]):
         index = shard_index(
             partition_key if partition_key is not None else event_id, len(self._shards)
         )
-        request = PoolEnqueue(str(index), event_id, value, partition_key, priority)
-        return self._call(request, PoolEnqueueResult)  # type: ignore[no-any-return]
+        return PoolEnqueue(str(index), event_id, value, partition_key, priority)
 
     def pause(self, index: int | None = None) -> PoolPauseResult:
         """Stop processing (one shard, or all); enqueues are still accepted."""

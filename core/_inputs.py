@@ -33,6 +33,7 @@ __all__ = [
     "PoolCancel",
     "PoolDrain",
     "PoolEnqueue",
+    "PoolEnqueueMany",
     "PoolPause",
     "PoolResume",
     "PoolStatus",
@@ -140,6 +141,18 @@ class PoolEnqueue:
 
 
 @attrs.frozen
+class PoolEnqueueMany:
+    """Enqueue ``events`` on shard ``id`` in one transition: every one of them, or none.
+
+    Each is decided as if it were its own ``PoolEnqueue``, in order (a repeated id is a
+    duplicate of the first), so the replies equal those of the one-by-one calls.
+    """
+
+    id: str
+    events: tuple[PoolEnqueue, ...]
+
+
+@attrs.frozen
 class PoolPause:
     id: str
 
@@ -223,6 +236,8 @@ ContinuousRequest = (
 )
 DebounceRequest = DebounceAdd | DebounceFlush | DebounceClear | DebounceStatus | DebounceGetState
 TaskRequest = TaskSend | TaskTrigger | TaskTerminate | TaskStatus | TaskGetState
-PoolRequest = PoolEnqueue | PoolPause | PoolResume | PoolCancel | PoolDrain | PoolStatus
+PoolRequest = (
+    PoolEnqueue | PoolEnqueueMany | PoolPause | PoolResume | PoolCancel | PoolDrain | PoolStatus
+)
 Request = ContinuousRequest | DebounceRequest | TaskRequest | PoolRequest
 Input = Request | AlarmFired | Outcome

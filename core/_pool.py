@@ -70,6 +70,7 @@ from durable_jobs._commands import (
     DeleteQueueItem,
     PutFinished,
     PutQueueItem,
+    Reply,
     RunUserCode,
 )
 from durable_jobs._definitions import WorkerPoolDefinition
@@ -80,6 +81,7 @@ from durable_jobs._inputs import (
     PoolCancel,
     PoolDrain,
     PoolEnqueue,
+    PoolEnqueueMany,
     PoolPause,
     PoolResume,
     PoolStatus,
@@ -92,6 +94,7 @@ from durable_jobs._keys import InstanceKey
 from durable_jobs._results import (
     PoolCancelResult,
     PoolDrainResult,
+    PoolEnqueueManyResult,
     PoolEnqueueResult,
     PoolInstanceStatus,
     PoolPauseResult,
@@ -173,6 +176,9 @@ class QueueReads:
     event_id: str | None = None
     expired_before: Instant | None = None
     limit: int = PRUNE_BATCH
+    event_ids: tuple[str, ...] = ()
+    """For a ``PoolEnqueueMany``: the ids whose pending item (with its rank) and finished
+    record the view must hold."""
 
 
 @attrs.frozen
@@ -183,6 +189,8 @@ class QueueView(Generic[E]):
     enqueued first; ``item``, ``ahead`` (pending events ordered before it) and
     ``finished`` are about ``QueueReads.event_id``; ``expired`` are finished records older
     than ``QueueReads.expired_before``, at most ``QueueReads.limit`` of them.
+    ``pending`` (each found item with its ``ahead``) and ``finished_records`` answer
+    ``QueueReads.event_ids``; ids with neither are simply absent.
     """
 
     head: QueueItem[E] | None = None
@@ -191,6 +199,8 @@ class QueueView(Generic[E]):
     ahead: int = 0
     finished: FinishedEvent | None = None
     expired: tuple[FinishedEvent, ...] = ()
+    pending: tuple[tuple[QueueItem[E], int], ...] = ()
+    finished_records: tuple[FinishedEvent, ...] = ()
 
 
 @attrs.frozen
@@ -230,6 +240,8 @@ def queue_reads(definition: WorkerPoolDefinition[Any], input_: Input, now: Insta
     """
     if isinstance(input_, PoolEnqueue | PoolCancel):
         return QueueReads(event_id=input_.event_id)
+    if isinstance(input_, PoolEnqueueMany):
+        return QueueReads(event_ids=tuple(dict.fromkeys(e.event_id for e in input_.events)))
     if isinstance(input_, AlarmFired):
         return QueueReads(head=True, expired_before=Instant(now - definition.dedup_retention))
     if isinstance(input_, PoolStatus):
@@ -282,6 +294,9 @@ def decide_pool(
     match input_:
         case PoolEnqueue():
             return _enqueue(definition, snapshot, queue, input_, now)
+
+        case PoolEnqueueMany():
+            return _enqueue_many(definition, snapshot, queue, input_, now)
 
         case PoolPause(id=index):
             shard = snapshot or _new_shard(definition, index, now)
@@ -406,6 +421,63 @@ def _enqueue(
     )
     reply = answer(running + ahead, False)
     return Success(rt.commit(_alarm_at(now), grown, [PutQueueItem(item)], reply=reply))
+
+
+def _enqueue_many(
+    definition: WorkerPoolDefinition[Any],
+    snapshot: PoolSnapshot[Any] | None,
+    queue: QueueView[Any],
+    request: PoolEnqueueMany,
+    now: Instant,
+) -> Result[rt.Transition, Rejection]:
+    """A fold of ``_enqueue`` over the events, against the rows the batch has put so far.
+
+    An event found pending is ``ahead`` of its base rank plus every event this batch put
+    after it with a higher priority (a batch event has a higher ``seq`` than anything
+    stored, so an equal priority queues behind). One rejection rejects the whole batch.
+    """
+    strays = sorted({one.id for one in request.events} - {request.id})
+    if strays:
+        return Failure(Rejection("invalid", f"events for shards {strays} sent to {request.id}"))
+    known: dict[str, tuple[QueueItem[Any], int, int]] = {
+        item.event_id: (item, ahead, 0) for item, ahead in queue.pending
+    }
+    finished = {record.event_id: record for record in queue.finished_records}
+    put: list[QueueItem[Any]] = []
+    replies: list[PoolEnqueueResult] = []
+    shard = snapshot
+    for one in request.events:
+        found = known.get(one.event_id)
+        if found is not None:
+            item, base, since = found
+            later = sum(1 for other in put[since:] if other.priority > item.priority)
+            view: QueueView[Any] = QueueView(item=item, ahead=base + later)
+        else:
+            view = QueueView(finished=finished.get(one.event_id))
+        decided = _enqueue(definition, shard, view, one, now)
+        if isinstance(decided, Failure):
+            return decided
+        transition = decided.unwrap()
+        for command in transition.commands:
+            if isinstance(command, PutQueueItem):
+                put.append(command.item)
+                reply = transition.commands[-1]
+                assert isinstance(reply, Reply)
+                assert isinstance(reply.value, PoolEnqueueResult)
+                position = reply.value.position or 0
+                running = 1 if transition.snapshot.current is not None else 0
+                known[one.event_id] = (command.item, position - running, len(put))
+            elif isinstance(command, Reply):
+                assert isinstance(command.value, PoolEnqueueResult)
+                replies.append(command.value)
+        shard = transition.snapshot
+    reply_value = PoolEnqueueManyResult(tuple(replies))
+    if not put:
+        return Success(rt.keep(snapshot, reply=reply_value))
+    assert shard is not None
+    previous_alarm = None if snapshot is None else snapshot.alarm_at
+    puts = [PutQueueItem(item) for item in put]
+    return Success(rt.committed(previous_alarm, shard, puts, reply=reply_value))
 
 
 def _status(

@@ -29,6 +29,7 @@ __all__ = [
     "DebounceStatusResult",
     "PoolCancelResult",
     "PoolDrainResult",
+    "PoolEnqueueManyResult",
     "PoolEnqueueResult",
     "PoolInstanceStatus",
     "PoolPauseResult",
@@ -147,6 +148,13 @@ class PoolEnqueueResult:
 
 
 @attrs.frozen
+class PoolEnqueueManyResult:
+    """One ``PoolEnqueueResult`` per event of a ``PoolEnqueueMany``, in its order."""
+
+    results: tuple[PoolEnqueueResult, ...]
+
+
+@attrs.frozen
 class PoolPauseResult:
     paused: bool
 
@@ -239,6 +247,7 @@ Reply = (
     | StateResult
     | RequestFailed
     | PoolEnqueueResult
+    | PoolEnqueueManyResult
     | PoolPauseResult
     | PoolResumeResult
     | PoolCancelResult

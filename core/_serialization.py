@@ -63,6 +63,7 @@ TAGS: Final[dict[type, str]] = {
     inp.TaskStatus: "task.status",
     inp.TaskGetState: "task.getState",
     inp.PoolEnqueue: "workerPool.enqueue",
+    inp.PoolEnqueueMany: "workerPool.enqueueMany",
     inp.PoolPause: "workerPool.pause",
     inp.PoolResume: "workerPool.resume",
     inp.PoolCancel: "workerPool.cancel",
@@ -106,6 +107,7 @@ TAGS: Final[dict[type, str]] = {
     res.StateResult: "state",
     res.RequestFailed: "requestFailed",
     res.PoolEnqueueResult: "workerPool.enqueue",
+    res.PoolEnqueueManyResult: "workerPool.enqueueMany",
     res.PoolPauseResult: "workerPool.pause",
     res.PoolResumeResult: "workerPool.resume",
     res.PoolCancelResult: "workerPool.cancel",
@@ -283,6 +285,12 @@ class Codec:
             return attrs.evolve(value, input=structure(value.input, self.state_type))
         if isinstance(value, inp.DebounceAdd | inp.TaskSend | inp.PoolEnqueue):
             return attrs.evolve(value, event=structure(value.event, self.event_type))
+        if isinstance(value, inp.PoolEnqueueMany):
+            events = tuple(
+                attrs.evolve(one, event=structure(one.event, self.event_type))
+                for one in value.events
+            )
+            return attrs.evolve(value, events=events)
         if isinstance(value, inp.UserCodeSucceeded) and value.state_set:
             return attrs.evolve(value, state=structure(value.state, self.state_type))
         return value

@@ -139,7 +139,18 @@ class ShardQueue:
         expired: tuple[FinishedEvent, ...] = ()
         if reads.expired_before is not None:
             expired = self._expired(reads.expired_before, reads.limit)
+        pending: list[tuple[QueueItem[Any], int]] = []
+        records: list[FinishedEvent] = []
+        for one in reads.event_ids:
+            found = self._items.get(one)
+            if found is not None:
+                pending.append((found, self._order.rank(_key(found))))
+            record = self._finished.get(one)
+            if record is not None:
+                records.append(record)
         return QueueView(
+            pending=tuple(pending),
+            finished_records=tuple(records),
             head=None if head_key is None else self._items[head_key[2]],
             oldest=self._oldest() if reads.oldest else None,
             item=item,

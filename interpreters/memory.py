@@ -27,7 +27,7 @@ Decisions where the issue was silent:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +65,7 @@ from durable_jobs import (
     ScheduleRetry,
     Snapshot,
     TelemetryEvent,
+    Transition,
     WorkerPoolDefinition,
     decide,
     from_datetime,
@@ -184,6 +185,36 @@ class MemoryInterpreter:
             raise DurableJobsError(f"no reply to {request!r}")
         return reply
 
+    def dispatch_many(
+        self, definition: Definition, requests: Sequence[Request]
+    ) -> list[ReplyValue]:
+        """Decide every request first, then carry them all out: a rejection leaves
+        nothing written (each request is for its own instance, so no decision depends on
+        another's commands)."""
+        keys = [InstanceKey(definition.job_type, definition.name, r.id) for r in requests]
+        if len({key.instance_id for key in keys}) != len(keys):
+            raise ValueError("dispatch_many takes one request per instance")
+        decided = []
+        for key, request in zip(keys, requests, strict=True):
+            if key.instance_id in self._busy:
+                raise ConflictError(
+                    f"{key.instance_id} is running user code and cannot be called from it"
+                )
+            stored = self._store.get(key.instance_id)
+            transition = self._decide(definition, key.instance_id, stored, request).unwrap()
+            if any(isinstance(c, RunUserCode) for c in transition.commands):
+                raise ValueError(f"{request!r} starts user code; use dispatch")
+            decided.append((key.instance_id, request, transition))
+        replies: list[ReplyValue] = []
+        for instance_id, request, transition in decided:
+            _, reply = self._apply(instance_id, transition.commands)
+            if self._trace_on:
+                self.trace.append(TraceEntry(self.now(), instance_id, request, transition.commands))
+            if reply is None:  # pragma: no cover - every request ends in a reply
+                raise DurableJobsError(f"no reply to {request!r}")
+            replies.append(reply)
+        return replies
+
     def dead_letters(self, definition: Definition) -> list[DeadLetter[Any]]:
         return [d for d in self._dead if d.job_name == definition.name]
 
@@ -195,18 +226,7 @@ class MemoryInterpreter:
         try:
             snapshot = self._store.get(instance_id)
             while True:
-                if isinstance(definition, WorkerPoolDefinition):
-                    queue = self._queues.get(instance_id, _NO_QUEUE)
-                    reads = queue_reads(definition, input_, self._now)
-                    assert snapshot is None or isinstance(snapshot, PoolSnapshot)
-                    view = PoolView(snapshot, queue.view(reads))
-                    result = decide(definition, view, input_, self._now)
-                else:
-                    result = decide(definition, snapshot, input_, self._now)
-                if isinstance(result, Failure):
-                    raise result.failure().error()
-                assert isinstance(result, Success)
-                transition = result.unwrap()
+                transition = self._decide(definition, instance_id, snapshot, input_).unwrap()
                 run, reply = self._apply(instance_id, transition.commands)
                 if self._trace_on:
                     self.trace.append(
@@ -218,6 +238,23 @@ class MemoryInterpreter:
                 input_ = run_sync(definition, run, self._now)
         finally:
             self._busy.discard(instance_id)
+
+    def _decide(
+        self, definition: Definition, instance_id: str, snapshot: Snapshot | None, input_: Input
+    ) -> Success[Transition]:
+        """``decide`` on ``snapshot`` (and, for a pool shard, its stored queue rows); a
+        rejection raises its error."""
+        if isinstance(definition, WorkerPoolDefinition):
+            queue = self._queues.get(instance_id, _NO_QUEUE)
+            reads = queue_reads(definition, input_, self._now)
+            assert snapshot is None or isinstance(snapshot, PoolSnapshot)
+            result = decide(definition, PoolView(snapshot, queue.view(reads)), input_, self._now)
+        else:
+            result = decide(definition, snapshot, input_, self._now)
+        if isinstance(result, Failure):
+            raise result.failure().error()
+        assert isinstance(result, Success)
+        return result
 
     def _apply(
         self, instance_id: str, commands: tuple[Command, ...]

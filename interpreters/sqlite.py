@@ -43,7 +43,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -89,6 +89,7 @@ from durable_jobs import (
     ScheduleRetry,
     StorageError,
     TelemetryEvent,
+    Transition,
     WorkerPoolDefinition,
     decide,
     parse_duration,
@@ -457,6 +458,45 @@ class SqliteInterpreter:
             return reply
         raise ConflictError(f"{key.instance_id} kept changing; gave up after retries")
 
+    def dispatch_many(
+        self, definition: Definition, requests: Sequence[Request]
+    ) -> list[ReplyValue]:
+        """All ``requests`` in one transaction (one commit): a rejection writes none."""
+        keys = [InstanceKey(definition.job_type, definition.name, r.id) for r in requests]
+        if len({key.instance_id for key in keys}) != len(keys):
+            raise ValueError("dispatch_many takes one request per instance")
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                replies = self._many(definition, keys, requests)
+            except ConflictError:
+                time.sleep(0.01)  # a run is in flight in another process: wait for it
+                continue
+            self._wake.set()
+            return replies
+        raise ConflictError(f"{keys[0].instance_id} kept changing; gave up after retries")
+
+    def _many(
+        self, definition: Definition, keys: list[InstanceKey], requests: Sequence[Request]
+    ) -> list[ReplyValue]:
+        replies: list[ReplyValue] = []
+        with self._transaction():
+            for key, request in zip(keys, requests, strict=True):
+                if key.instance_id in self._busy:
+                    raise ConflictError(
+                        f"{key.instance_id} is running user code and cannot be called from it"
+                    )
+                snapshot, _ = self._load(definition, key.instance_id)
+                now = self._clock.now()
+                _, run, reply = self._decide_apply(
+                    definition, key.instance_id, snapshot, request, now
+                )
+                if run is not None:
+                    raise ValueError(f"{request!r} starts user code; use dispatch")
+                if reply is None:  # pragma: no cover - every request ends in a reply
+                    raise DurableJobsError(f"no reply to {request!r}")
+                replies.append(reply)
+        return replies
+
     def dead_letters(self, definition: Definition) -> list[DeadLetter[Any]]:
         codec = self._codecs[definition.name]
         with self._lock:
@@ -522,16 +562,9 @@ class SqliteInterpreter:
                         snapshot = known[1]  # what this chain wrote: no need to decode it
                     else:
                         snapshot, version = self._load(definition, instance_id)
-                    argument: Any = snapshot
-                    if isinstance(definition, WorkerPoolDefinition):
-                        reads = queue_reads(definition, input_, now)
-                        argument = PoolView(snapshot, self._view(definition, instance_id, reads))
-                    result = decide(definition, argument, input_, now)
-                    if isinstance(result, Failure):
-                        raise result.failure().error()
-                    assert isinstance(result, Success)
-                    transition = result.unwrap()
-                    run, reply = self._apply(definition, instance_id, transition.commands)
+                    transition, run, reply = self._decide_apply(
+                        definition, instance_id, snapshot, input_, now
+                    )
                     after = transition.snapshot
                     persisted = any(isinstance(c, Persist | Purge) for c in transition.commands)
                     if persisted:
@@ -553,6 +586,28 @@ class SqliteInterpreter:
                 input_ = run_sync(definition, run, self._clock.now())
             finally:
                 self._busy.discard(instance_id)
+
+    def _decide_apply(
+        self,
+        definition: Definition,
+        instance_id: str,
+        snapshot: Any,
+        input_: Input,
+        now: Instant,
+    ) -> tuple[Transition, RunUserCode | None, ReplyValue | None]:
+        """Inside a transaction: ``decide`` (with the queue rows a pool shard needs) and
+        carry out the commands; a rejection raises its error."""
+        argument: Any = snapshot
+        if isinstance(definition, WorkerPoolDefinition):
+            reads = queue_reads(definition, input_, now)
+            argument = PoolView(snapshot, self._view(definition, instance_id, reads))
+        result = decide(definition, argument, input_, now)
+        if isinstance(result, Failure):
+            raise result.failure().error()
+        assert isinstance(result, Success)
+        transition: Transition = result.unwrap()
+        run, reply = self._apply(definition, instance_id, transition.commands)
+        return transition, run, reply
 
     def _version(self, instance_id: str) -> int | None:
         row = self._db.execute(
@@ -653,7 +708,32 @@ class SqliteInterpreter:
                 (instance_id, reads.expired_before, reads.limit),
             ).fetchall()
             expired = tuple(finished_of(text) for (text,) in rows)
+        pending: list[tuple[Any, int]] = []
+        records: list[FinishedEvent] = []
+        if reads.event_ids:
+            wanted = json.dumps(reads.event_ids)
+            for text, neg_priority, seq in db.execute(
+                "SELECT item, neg_priority, seq FROM queue_items WHERE instance_id = ? AND "
+                "event_id IN (SELECT value FROM json_each(?))",
+                (instance_id, wanted),
+            ).fetchall():
+                rank = db.execute(
+                    "SELECT COUNT(*) FROM queue_items WHERE instance_id = ? AND "
+                    "(neg_priority < ? OR (neg_priority = ? AND seq < ?))",
+                    (instance_id, neg_priority, neg_priority, seq),
+                ).fetchone()[0]
+                pending.append((item_of(text), rank))
+            records = [
+                finished_of(text)
+                for (text,) in db.execute(
+                    "SELECT record FROM finished WHERE instance_id = ? AND "
+                    "event_id IN (SELECT value FROM json_each(?))",
+                    (instance_id, wanted),
+                ).fetchall()
+            ]
         return QueueView(
+            pending=tuple(pending),
+            finished_records=tuple(records),
             head=item_of(head[0] if head else None),
             oldest=item_of(oldest[0] if oldest else None),
             item=item,

@@ -12,6 +12,7 @@ from durable_jobs import (
     PRUNE_BATCH,
     Backoff,
     DeleteFinished,
+    Enqueue,
     ErrorInfo,
     JobFailed,
     Jobs,
@@ -369,3 +370,95 @@ def test_terminate_inside_execute_drops_only_that_event(make: Make) -> None:
     status = client.instance_status(0)
     assert (status.processed_count, status.dead_lettered_count) == (2, 0)
     assert client.enqueue(id="stop", event="stop").duplicate is True
+
+
+def _scenario_batches() -> list[list[Enqueue[Mail]]]:
+    """Batches that meet every case: new ids on several shards, priorities, an id twice
+    in one batch, ids pending from an earlier batch, the running event, a finished one."""
+    return [
+        [Enqueue("slow", Mail("s", fail=1)), Enqueue("done", Mail("d"))],
+        [
+            Enqueue("low-1", Mail("a"), partition_key="p"),
+            Enqueue("high-1", Mail("b"), partition_key="p", priority=10),
+            Enqueue("low-1", Mail("again"), partition_key="p"),  # this batch's first event
+            Enqueue("k1", Mail("k")),
+            Enqueue("mid", Mail("e"), partition_key="p", priority=5),
+            Enqueue("k2", Mail("k"), partition_key="p", priority=10),
+            Enqueue("low-1", Mail("again"), partition_key="p"),  # behind two more now
+        ],
+        [
+            Enqueue("slow", Mail("s")),  # running or waiting for its retry
+            Enqueue("done", Mail("d")),  # finished
+            Enqueue("mid", Mail("e"), partition_key="p"),  # from the batch before
+            Enqueue("new", Mail("n"), priority=5),
+        ],
+    ]
+
+
+def test_enqueue_many_answers_like_one_enqueue_after_another(make: Make) -> None:
+    batched_pool, batched_runs, _ = mailer(concurrency=3)
+    single_pool, single_runs, _ = mailer(concurrency=3)
+    batched = make(Jobs(mail=batched_pool))
+    single = make(Jobs(mail=single_pool))
+    batched_client = batched.client().worker_pool(batched_pool)
+    single_client = single.client().worker_pool(single_pool)
+    answers = []
+    for batch in _scenario_batches():
+        got = batched_client.enqueue_many(batch)
+        answers.extend(got)
+        expected = [
+            single_client.enqueue(
+                id=e.id, event=e.event, partition_key=e.partition_key, priority=e.priority
+            )
+            for e in batch
+        ]
+        assert got == expected
+        assert batched_client.status() == single_client.status()
+        batched.advance("1 second")
+        single.advance("1 second")
+    low = [(r.duplicate, r.position) for r in answers if r.event_id == "low-1"]
+    assert low == [(False, 0), (True, 1), (True, 3)]  # duplicates ranked behind "high" ones
+    assert [r.duplicate for r in answers[-4:]] == [True, True, True, False]
+    batched.advance("5 minutes")
+    single.advance("5 minutes")
+    assert batched_runs == single_runs
+    assert len({r[0] for r in batched_runs}) == 8
+    assert batched_client.status().total_processed == 8
+
+
+def test_enqueue_many_is_one_unit_a_full_shard_refuses_the_whole_batch(make: Make) -> None:
+    pool, runs, _ = mailer(concurrency=2, max_queue_depth=2)
+    sim = make(Jobs(mail=pool))
+    client = sim.client().worker_pool(pool)
+    index = shard_index("x", 2)
+    client.enqueue(id="x", event=Mail("x"))
+    other = next(f"o{i}" for i in range(100) if shard_index(f"o{i}", 2) != index)
+    same = [f"s{i}" for i in range(100) if shard_index(f"s{i}", 2) == index][:2]
+    batch = [Enqueue(other, Mail("o")), *(Enqueue(i, Mail("s")) for i in same)]
+    with pytest.raises(QueueFullError, match="max_queue_depth=2"):
+        client.enqueue_many(batch)
+    assert client.status().total_pending == 1  # the other shard's event was not written
+    assert client.instance_status(1 - index).status == "not_found"
+    assert client.enqueue_many([]) == []
+    results = client.enqueue_many(batch[:2])
+    assert [(r.duplicate, r.created) for r in results] == [(False, True), (False, False)]
+    sim.advance("1 second")
+    assert sorted(r[0] for r in runs) == sorted(["x", other, same[0]])
+
+
+def test_enqueue_many_validates_every_event_before_writing_any(make: Make) -> None:
+    pool, _, _ = mailer(concurrency=2)
+    sim = make(Jobs(mail=pool))
+    client = sim.client().worker_pool(pool)
+    bad_batches: list[list[Any]] = [
+        [Enqueue("a", Mail("a")), Enqueue("b", {"to": 5})],
+        [Enqueue("a", Mail("a")), Enqueue("", Mail("b"))],
+        [Enqueue("a", Mail("a")), Enqueue("b", Mail("b"), priority="high")],  # type: ignore[arg-type]
+        [Enqueue("a", Mail("a")), Enqueue("b", Mail("b"), partition_key="")],
+        [Enqueue("a", Mail("a")), ("b", Mail("b"))],
+    ]
+    for batch in bad_batches:
+        with pytest.raises(ValidationError):
+            client.enqueue_many(batch)
+    assert [s.status for s in client.status().instances] == ["not_found", "not_found"]
+    assert sim.telemetry == []
