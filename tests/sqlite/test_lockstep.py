@@ -26,6 +26,7 @@ from durable_jobs import (
     Debounce,
     DebounceContext,
     DebounceEventContext,
+    Enqueue,
     ErrorInfo,
     Jobs,
     PoolContext,
@@ -179,6 +180,21 @@ class Lockstep(RuleBasedStateMachine):
                 id=event_id, event=value, partition_key=key, priority=priority
             )
         )
+
+    @rule(
+        batch=st.lists(
+            st.builds(
+                Enqueue,
+                id=st.sampled_from(["e1", "e2", "e3", "e4", "e5"]),
+                event=st.integers(0, 8),
+                partition_key=st.sampled_from([None, "k1", "k2"]),
+                priority=st.integers(0, 2),
+            ),
+            max_size=5,
+        )
+    )
+    def pool_enqueue_many(self, batch: list[Enqueue[int]]) -> None:
+        self.both(lambda c: c.worker_pool("pool").enqueue_many(batch))
 
     @rule(
         action=st.sampled_from(["pause", "resume", "drain"]),
