@@ -39,17 +39,19 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
 from returns.result import Failure, Success
 
 from durable_jobs import (
@@ -108,6 +110,9 @@ GROUP_COMMIT: Final = 64
 """The default of ``group_commit``: at most this many due alarms a worker's chain fires
 by itself, in the transaction of the step before, before it lets the instance go back to
 the claim queue (fairness between instances). 0 turns group commit off."""
+BATCH: Final = 32
+"""The default of ``batch``: at most this many instances ``run_due`` advances in one
+transaction (``run_forever`` advances up to ``workers``)."""
 CHANGE_CHECK: Final = 0.02
 """Seconds between checks of ``PRAGMA data_version`` while the worker sleeps."""
 
@@ -171,6 +176,42 @@ class _Retry(Exception):
     """The stored instance changed under a request chain: run the request again."""
 
 
+@attrs.define
+class _RowChange:
+    """An instance row's changes not written yet: the last snapshot persisted, and the
+    alarm when a command changed it."""
+
+    snapshot: Any = None
+    alarm: Instant | None = None
+    alarm_changed: bool = False
+
+
+_UPSERT = (
+    "INSERT INTO instances (instance_id, job_name, job_type, user_id, snapshot, version,"
+    " running, lease_owner, lease_until) VALUES (?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (instance_id) DO UPDATE SET snapshot = excluded.snapshot,"
+    " version = excluded.version, running = excluded.running,"
+    " lease_owner = excluded.lease_owner, lease_until = excluded.lease_until"
+)
+_UPSERT_WITH_ALARM = (
+    "INSERT INTO instances (instance_id, job_name, job_type, user_id, snapshot, version,"
+    " running, lease_owner, lease_until, alarm_at, alarm_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (instance_id) DO UPDATE SET snapshot = excluded.snapshot,"
+    " version = excluded.version, running = excluded.running,"
+    " lease_owner = excluded.lease_owner, lease_until = excluded.lease_until,"
+    " alarm_at = excluded.alarm_at, alarm_seq = excluded.alarm_seq"
+)
+
+
+@attrs.define
+class _Chain:
+    """One instance's steps in flight: ``steps`` is resumed in a transaction each time."""
+
+    instance_id: str
+    definition: Definition
+    steps: Generator[RunUserCode, Input | None, ReplyValue | None]
+
+
 class SqliteInterpreter:
     """Runs jobs durably in one SQLite file.
 
@@ -198,6 +239,7 @@ class SqliteInterpreter:
         *,
         lease: timedelta | str = "30 seconds",
         group_commit: int = GROUP_COMMIT,
+        batch: int = BATCH,
     ) -> None:
         if not isinstance(jobs, Jobs):
             raise TypeError(f"expected a Jobs registry, got {jobs!r}")
@@ -209,6 +251,9 @@ class SqliteInterpreter:
         if isinstance(group_commit, bool) or not isinstance(group_commit, int) or group_commit < 0:
             raise DefinitionError(f"group_commit must be an int >= 0, got {group_commit!r}")
         self._group_commit = group_commit
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise DefinitionError(f"batch must be an int >= 1, got {batch!r}")
+        self._batch = batch
         self._owner = uuid.uuid4().hex
         self._codecs = {name: Codec(definition) for name, definition in jobs.items()}
         self._lock = threading.RLock()
@@ -218,6 +263,11 @@ class SqliteInterpreter:
         self._stopping = False
         self._heartbeat: threading.Thread | None = None
         self._claimed: set[str] = set()  # picked by this process's worker, not yet done
+        self._held: set[str] = set()  # a worker's runs committed as started, not yet back
+        self._foreign: set[str] = set()  # due rows of jobs this registry does not hold
+        self._outbox: list[tuple[str, str]] = []  # telemetry rows of the open transaction
+        self._seq: int | None = None  # the alarm sequence within the open transaction
+        self._seq_read: int | None = None
         self.errors: list[DurableJobsError] = []
         """Errors met while running due work (each also logged)."""
         try:
@@ -289,13 +339,29 @@ class SqliteInterpreter:
             if self._closed:
                 raise DurableJobsError("the interpreter is closed")
             self._db.execute("BEGIN IMMEDIATE")
+            self._seq = self._seq_read = None
+            self._outbox.clear()
             try:
                 yield
+                self._before_commit()
             except BaseException:
+                self._outbox.clear()
                 self._db.execute("ROLLBACK")
                 raise
             else:
                 self._db.execute("COMMIT")
+
+    def _before_commit(self) -> None:
+        """Write what the transaction buffered: the telemetry outbox, the alarm counter."""
+        if self._outbox:
+            self._db.executemany(
+                "INSERT INTO telemetry (job_name, event) VALUES (?, ?)", self._outbox
+            )
+            self._outbox.clear()
+        if self._seq is not None and self._seq != self._seq_read:
+            self._db.execute(
+                "UPDATE schema_info SET value = ? WHERE name = 'alarm_seq'", (self._seq,)
+            )
 
     # ------------------------------------------------------------- public surface
     @property
@@ -344,60 +410,100 @@ class SqliteInterpreter:
                 break
             instance_id, at = due
             clock.set(Instant(max(clock.now(), at)))
-            self._fire(instance_id, at, worker=False)  # one alarm at a time, as in memory
+            self._fire(instance_id, at)  # one alarm at a time, as in memory
         clock.set(target)
 
     def run_due(self, limit: int = 1000) -> int:
-        """Run what is due now, one instance after another, then return how many ran.
+        """Run what is due now, then return how many instances were taken up.
 
         Due means an alarm at or before now, or a run whose lease expired (its worker
-        died: the attempt is reported interrupted). An instance whose stored row cannot
+        died: the attempt is reported interrupted). Up to ``batch`` instances are taken
+        at once: their transitions share one transaction (one commit), then their user
+        code runs one after another in this thread, then their outcomes (and the next
+        attempts they start) share the next commit. An instance whose stored row cannot
         be read is reported (``errors``, and the ``durable_jobs`` logger) and skipped;
         the others keep running.
         """
-        done = 0
-        while done < limit:
-            claimed = self._claim()
-            if claimed is None:
-                break
-            self._process(*claimed)
-            done += 1
-        return done
+        taken = 0
+        ready: list[tuple[_Chain, Input | None]] = []
+        while True:
+            room = min(self._batch - len(ready), limit - taken)
+            if room > 0:
+                fresh = self._claim(room)
+                taken += len(fresh)
+                ready.extend((chain, None) for chain in fresh)
+            if not ready:
+                return taken
+            ready = [(chain, self._run(chain, run)) for chain, run in self._advance(ready)]
 
     def run_forever(self, poll: timedelta | str = "1 second", workers: int = 8) -> None:
-        """Run due work until ``close`` is called (from a signal handler or a thread).
+        """Run due work until ``stop`` or ``close`` is called (from a signal handler or a
+        thread).
 
         Up to ``workers`` instances run at once (sync user code in threads, ``async def``
-        on an event loop). Between claims the worker sleeps until the next alarm; a call
+        on an event loop). One thread does every write: the transitions of all instances
+        that are ready share one transaction, so concurrent runs share their commits
+        (group commit). Between claims the worker sleeps until the next alarm; a call
         from this process wakes it at once, and a change made by another process is seen
         within ``CHANGE_CHECK`` through ``PRAGMA data_version`` (``poll`` bounds the sleep
         in any case).
         """
         poll_s = parse_duration(poll, what="poll") / 1000
-        slots = threading.BoundedSemaphore(workers)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-jobs") as pool:
-            while self._running():
-                try:
-                    while self._running() and slots.acquire(blocking=False):
-                        claimed = self._claim()
-                        if claimed is None:
-                            slots.release()
-                            break
-                        future = pool.submit(self._process, *claimed)
-                        future.add_done_callback(lambda _: self._finished_one(slots))
-                    upcoming = self.next_alarm_at()
-                except DurableJobsError:
-                    if self.closed():
-                        return  # closed while claiming
-                    raise
-                wait = poll_s
-                if upcoming is not None:
-                    wait = min(poll_s, max(0.0, (upcoming - self.now()).total_seconds()))
-                self._sleep(wait)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise DefinitionError(f"workers must be an int >= 1, got {workers!r}")
+        outcomes: queue.SimpleQueue[tuple[_Chain, Input]] = queue.SimpleQueue()
+        active = 0  # chains taken up and not finished
+        ready: list[tuple[_Chain, Input | None]] = []
 
-    def _finished_one(self, slots: threading.BoundedSemaphore) -> None:
-        slots.release()
-        self._wake.set()  # a slot is free: look for more work at once
+        def run_one(chain: _Chain, run: RunUserCode) -> None:
+            outcomes.put((chain, self._run(chain, run)))
+            self._wake.set()
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-jobs") as pool:
+            try:
+                while not self.closed():
+                    while True:
+                        try:
+                            ready.append(outcomes.get_nowait())
+                        except queue.Empty:
+                            break
+                    taking = self._running()
+                    if taking and active < workers:
+                        fresh = self._claim(workers - active)
+                        active += len(fresh)
+                        ready.extend((chain, None) for chain in fresh)
+                    if ready:
+                        runs = self._advance(ready)
+                        active -= len(ready) - len(runs)
+                        ready = []
+                        for chain, run in runs:
+                            pool.submit(run_one, chain, run)
+                        continue
+                    if not taking:
+                        if active == 0:
+                            return  # stopped, and every run's outcome is committed
+                        self._wake.wait(CHANGE_CHECK)  # let the runs still going report
+                        self._wake.clear()
+                        continue
+                    upcoming = self.next_alarm_at()
+                    wait = poll_s
+                    if upcoming is not None and active < workers:
+                        wait = min(poll_s, max(0.0, (upcoming - self.now()).total_seconds()))
+                    self._sleep(wait)
+            except DurableJobsError:
+                if self.closed():
+                    return  # closed while claiming or writing
+                raise
+
+    def _run(self, chain: _Chain, run: RunUserCode) -> Input:
+        """Run one hook of ``chain`` (its attempt is committed already); its outcome."""
+        instance_id = chain.instance_id
+        self._busy.add(instance_id)
+        self._start_heartbeat()
+        try:
+            return run_sync(chain.definition, run, self._clock.now())
+        finally:
+            self._busy.discard(instance_id)
 
     def _sleep(self, seconds: float) -> None:
         """Wait up to ``seconds``: less if woken in-process or another process wrote."""
@@ -419,22 +525,55 @@ class SqliteInterpreter:
                 return -1
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
-    def _process(self, instance_id: str, at: Instant, recovering: bool) -> None:
-        try:
-            if recovering:
-                self._recover(instance_id)
-            else:
-                self._fire(instance_id, at)
-        except StorageError as error:
+    def _advance(
+        self, ready: list[tuple[_Chain, Input | None]]
+    ) -> list[tuple[_Chain, RunUserCode]]:
+        """Resume every ready chain in one transaction (group commit); the runs to start.
+
+        Each chain runs in its own savepoint: a chain that fails (an unreadable row) is
+        rolled back alone and reported; the others commit. Nothing returned runs before
+        the commit, so every attempt is durable before its user code starts.
+        """
+        runs: list[tuple[_Chain, RunUserCode]] = []
+        failed: list[tuple[_Chain, DurableJobsError]] = []
+        db = self._db
+        with self._transaction():
+            for chain, outcome in ready:
+                db.execute("SAVEPOINT chain")
+                mark = len(self._outbox)
+                try:
+                    run = chain.steps.send(outcome)
+                except StopIteration:
+                    db.execute("RELEASE chain")
+                    self._let_go(chain)
+                    continue
+                except (DurableJobsError, _Retry) as error:
+                    db.execute("ROLLBACK TO chain")
+                    db.execute("RELEASE chain")
+                    del self._outbox[mark:]  # its telemetry goes with its writes
+                    self._let_go(chain)
+                    if isinstance(error, DurableJobsError):
+                        failed.append((chain, error))
+                    continue
+                db.execute("RELEASE chain")
+                self._held.add(chain.instance_id)
+                runs.append((chain, run))
+        for chain, problem in failed:
+            self._report(chain.instance_id, problem)
+        return runs
+
+    def _let_go(self, chain: _Chain) -> None:
+        self._held.discard(chain.instance_id)
+        self._claimed.discard(chain.instance_id)
+
+    def _report(self, instance_id: str, error: DurableJobsError) -> None:
+        if isinstance(error, StorageError):
             self.errors.append(error)
             _log.error("skipping %s for now: %s", instance_id, error)
             self._set_aside(instance_id)
-        except DurableJobsError as error:
-            if not self.closed():
-                self.errors.append(error)
-                _log.error("%s failed: %s", instance_id, error)
-        finally:
-            self._claimed.discard(instance_id)
+        elif not self.closed():
+            self.errors.append(error)
+            _log.error("%s failed: %s", instance_id, error)
 
     # --------------------------------------------------------- Dispatcher protocol
     def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
@@ -487,9 +626,11 @@ class SqliteInterpreter:
                     )
                 snapshot, _ = self._load(definition, key.instance_id)
                 now = self._clock.now()
+                row = _RowChange()
                 _, run, reply = self._decide_apply(
-                    definition, key.instance_id, snapshot, request, now
+                    definition, key.instance_id, snapshot, request, now, row
                 )
+                self._write_row(definition, key.instance_id, row)
                 if run is not None:
                     raise ValueError(f"{request!r} starts user code; use dispatch")
                 if reply is None:  # pragma: no cover - every request ends in a reply
@@ -507,85 +648,100 @@ class SqliteInterpreter:
         return [codec.decode_dead_letter(json.loads(text)) for (text,) in rows]
 
     # ----------------------------------------------------------------------- engine
-    def _fire(self, instance_id: str, at: Instant, *, worker: bool = True) -> None:
-        definition = self._definition_of(instance_id)
-        if definition is not None:
-            self._chain(definition, instance_id, AlarmFired(at), worker=worker)
-
-    def _recover(self, instance_id: str) -> None:
-        definition = self._definition_of(instance_id)
-        if definition is None:
-            return
-        with self._lock:
-            snapshot, _ = self._load(definition, instance_id)
-        if snapshot is not None and snapshot.in_flight is not None:
-            interrupted = RunInterrupted(run_id=snapshot.in_flight.run_id)
-            self._chain(definition, instance_id, interrupted, worker=True)
-
-    def _definition_of(self, instance_id: str) -> Definition | None:
+    def _fire(self, instance_id: str, at: Instant) -> None:
+        """Fire one alarm and run the chain it starts (``advance``: one at a time)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT job_name FROM instances WHERE instance_id = ?", (instance_id,)
             ).fetchone()
-        return None if row is None or row[0] not in self._jobs else self._jobs[row[0]]
+        if row is not None and row[0] in self._jobs:
+            self._chain(self._jobs[row[0]], instance_id, AlarmFired(at))
 
-    def _chain(
-        self,
-        definition: Definition,
-        instance_id: str,
-        input_: Input,
-        *,
-        worker: bool = False,
-    ) -> ReplyValue | None:
-        """Run ``input_`` and the user code it starts; each transition commits atomically.
+    def _chain(self, definition: Definition, instance_id: str, input_: Input) -> ReplyValue | None:
+        """Run ``input_`` and the user code it starts, one transaction per step."""
+        chain = _Chain(instance_id, definition, self._steps(definition, instance_id, input_))
+        outcome: Input | None = None
+        while True:
+            with self._transaction():
+                try:
+                    run = chain.steps.send(outcome)
+                except StopIteration as stop:
+                    reply: ReplyValue | None = stop.value
+                    return reply
+            outcome = self._run(chain, run)
+
+    def _steps(
+        self, definition: Definition, instance_id: str, input_: Input, *, worker: bool = False
+    ) -> Generator[RunUserCode, Input | None, ReplyValue | None]:
+        """The steps of one input: every resumption runs inside a transaction its driver
+        opened; it yields each hook to run (after the driver commits) and is sent the
+        outcome back in the next transaction; it returns the reply.
 
         For a worker (``worker=True``), when a transition leaves the instance's alarm due
         already (a pool with more events, a zero-delay schedule), the alarm is fired in the
-        same transaction — group commit: one fsync covers several transitions, each still
-        all-or-nothing, and the attempt a run belongs to is committed before it runs.
+        same transaction — at most ``group_commit`` times per chain, so other instances
+        get their turn; each transition is still all-or-nothing, and the attempt a run
+        belongs to is committed before it runs.
         """
         working: Any = None
         carried = False  # the last transition ran user code without persisting
         expected: int | None = None  # the stored version that run started from
         known: tuple[int, Any] | None = None  # (version, snapshot) this chain last wrote
         refired = 0  # alarms fired by this chain itself: bounded, so others get a turn
+        row = _RowChange()
         while True:
-            with self._transaction():
-                while True:
-                    now = self._clock.now()
-                    version = self._version(instance_id)
-                    if carried:
-                        if version != expected:
-                            raise _Retry  # someone wrote the instance meanwhile: start over
-                        snapshot = working
-                    elif known is not None and known[0] == version:
-                        snapshot = known[1]  # what this chain wrote: no need to decode it
-                    else:
-                        snapshot, version = self._load(definition, instance_id)
-                    transition, run, reply = self._decide_apply(
-                        definition, instance_id, snapshot, input_, now
-                    )
-                    after = transition.snapshot
-                    persisted = any(isinstance(c, Persist | Purge) for c in transition.commands)
-                    if persisted:
-                        known = None if after is None else (after.version, after)
-                    if run is not None or not worker or after is None:
-                        break
-                    due = after.alarm_at
-                    if due is None or due > now or refired >= self._group_commit:
-                        break
-                    refired += 1
-                    input_ = AlarmFired(due)
+            # A resumption starts a transaction: check what is stored. Chained alarms in
+            # the same transaction follow on from the transition before, whose row
+            # changes are only buffered so far.
+            version = self._version(instance_id)
+            if carried:
+                if version != expected:
+                    raise _Retry  # someone wrote the instance meanwhile: start over
+                snapshot = working
+            elif known is not None and known[0] == version:
+                snapshot = known[1]  # what this chain wrote: no need to decode it
+            else:
+                snapshot, version = self._load(definition, instance_id)
+            while True:
+                now = self._clock.now()
+                transition, run, reply = self._decide_apply(
+                    definition, instance_id, snapshot, input_, now, row
+                )
+                after = transition.snapshot
+                persisted = any(isinstance(c, Persist | Purge) for c in transition.commands)
+                if persisted:
+                    known = None if after is None else (after.version, after)
+                if run is not None or not worker or after is None:
+                    break
+                due = after.alarm_at
+                if due is None or due > now or refired >= self._group_commit or self._stopping:
+                    break
+                refired += 1
+                input_ = AlarmFired(due)
+                snapshot = after
+                if persisted:
+                    version = after.version
+            self._write_row(definition, instance_id, row)
             if run is None:
                 return reply
             working = after
             carried, expected = not persisted, version
-            self._busy.add(instance_id)
-            self._start_heartbeat()
-            try:
-                input_ = run_sync(definition, run, self._clock.now())
-            finally:
-                self._busy.discard(instance_id)
+            outcome = yield run
+            assert outcome is not None, "a chain is resumed with the outcome of its run"
+            input_ = outcome
+
+    def _worker_steps(
+        self, definition: Definition, instance_id: str, at: Instant, recovering: bool
+    ) -> Generator[RunUserCode, Input | None, ReplyValue | None]:
+        """A claimed instance's chain: its due alarm, or the interrupted run of a dead
+        worker (a row whose lease expired while its snapshot shows a run in flight)."""
+        if not recovering:
+            return (yield from self._steps(definition, instance_id, AlarmFired(at), worker=True))
+        snapshot, _ = self._load(definition, instance_id)
+        if snapshot is None or snapshot.in_flight is None:
+            return None
+        interrupted = RunInterrupted(run_id=snapshot.in_flight.run_id)
+        return (yield from self._steps(definition, instance_id, interrupted, worker=True))
 
     def _decide_apply(
         self,
@@ -594,6 +750,7 @@ class SqliteInterpreter:
         snapshot: Any,
         input_: Input,
         now: Instant,
+        row: _RowChange,
     ) -> tuple[Transition, RunUserCode | None, ReplyValue | None]:
         """Inside a transaction: ``decide`` (with the queue rows a pool shard needs) and
         carry out the commands; a rejection raises its error."""
@@ -606,7 +763,7 @@ class SqliteInterpreter:
             raise result.failure().error()
         assert isinstance(result, Success)
         transition: Transition = result.unwrap()
-        run, reply = self._apply(definition, instance_id, transition.commands)
+        run, reply = self._apply(definition, instance_id, transition.commands, row)
         return transition, run, reply
 
     def _version(self, instance_id: str) -> int | None:
@@ -633,7 +790,7 @@ class SqliteInterpreter:
         period = max(self._lease_ms / 3000, 0.01)
         while not self.closed():
             time.sleep(period)
-            running = list(self._busy)
+            running = list(self._busy | self._held)
             if not running:
                 continue
             try:
@@ -743,56 +900,34 @@ class SqliteInterpreter:
         )
 
     def _apply(
-        self, definition: Definition, instance_id: str, commands: tuple[Command, ...]
+        self,
+        definition: Definition,
+        instance_id: str,
+        commands: tuple[Command, ...],
+        row: _RowChange,
     ) -> tuple[RunUserCode | None, ReplyValue | None]:
+        """Carry out ``commands``; the instance row's changes go to ``row`` (written once
+        by ``_write_row``, however many transitions a step chains), telemetry to the
+        transaction's outbox, everything else at once."""
         codec = self._codecs[definition.name]
         db = self._db
         run: RunUserCode | None = None
         reply: ReplyValue | None = None
-        now = self._clock.now()
         for command in commands:
             match command:
                 case Persist(snapshot=snapshot):
-                    running = snapshot.in_flight is not None
-                    db.execute(
-                        "INSERT INTO instances (instance_id, job_name, job_type, user_id, snapshot,"
-                        " version, running, lease_owner, lease_until) VALUES (?,?,?,?,?,?,?,?,?)"
-                        " ON CONFLICT (instance_id) DO UPDATE SET snapshot = excluded.snapshot,"
-                        " version = excluded.version, running = excluded.running,"
-                        " lease_owner = excluded.lease_owner, lease_until = excluded.lease_until",
-                        (
-                            instance_id,
-                            definition.name,
-                            definition.job_type,
-                            snapshot.key.id,
-                            codec.encode_snapshot(snapshot),
-                            snapshot.version,
-                            int(running),
-                            self._owner if running else None,
-                            now + self._lease_ms if running else None,
-                        ),
-                    )
+                    row.snapshot = snapshot
                 case ScheduleAlarm(at=at) | ScheduleRetry(at=at):
-                    # A counter orders alarms due at the same instant as they were set.
-                    db.execute("UPDATE schema_info SET value = value + 1 WHERE name = 'alarm_seq'")
-                    db.execute(
-                        "UPDATE instances SET alarm_at = ?, alarm_seq = "
-                        "(SELECT value FROM schema_info WHERE name = 'alarm_seq') "
-                        "WHERE instance_id = ?",
-                        (at, instance_id),
-                    )
+                    row.alarm = at
+                    row.alarm_changed = True
                 case CancelAlarm():
-                    db.execute(
-                        "UPDATE instances SET alarm_at = NULL, alarm_seq = NULL WHERE instance_id = ?",
-                        (instance_id,),
-                    )
+                    row.alarm = None
+                    row.alarm_changed = True
                 case Purge():
+                    row.snapshot, row.alarm_changed = None, False
                     db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
                 case Emit(event=event):
-                    db.execute(
-                        "INSERT INTO telemetry (job_name, event) VALUES (?, ?)",
-                        (definition.name, json.dumps(codec.encode_event(event))),
-                    )
+                    self._outbox.append((definition.name, json.dumps(codec.encode_event(event))))
                 case RecordDeadLetter(record=record):
                     db.execute(
                         "INSERT INTO dead_letters (job_name, record) VALUES (?, ?)",
@@ -834,6 +969,50 @@ class SqliteInterpreter:
                     reply = value
         return run, reply
 
+    def _write_row(self, definition: Definition, instance_id: str, row: _RowChange) -> None:
+        """Write the instance row's buffered changes in one statement, then clear them."""
+        db = self._db
+        alarm_values: tuple[Any, ...] = ()
+        if row.alarm_changed:
+            seq = None if row.alarm is None else self._next_alarm_seq()
+            alarm_values = (row.alarm, seq)
+        snapshot = row.snapshot
+        if snapshot is not None:
+            running = snapshot.in_flight is not None
+            values = (
+                instance_id,
+                definition.name,
+                definition.job_type,
+                snapshot.key.id,
+                self._codecs[definition.name].encode_snapshot(snapshot),
+                snapshot.version,
+                int(running),
+                self._owner if running else None,
+                self._clock.now() + self._lease_ms if running else None,
+            )
+            if alarm_values:
+                db.execute(_UPSERT_WITH_ALARM, values + alarm_values)
+            else:
+                db.execute(_UPSERT, values)
+        elif alarm_values:
+            db.execute(
+                "UPDATE instances SET alarm_at = ?, alarm_seq = ? WHERE instance_id = ?",
+                (*alarm_values, instance_id),
+            )
+        row.snapshot, row.alarm, row.alarm_changed = None, None, False
+
+    def _next_alarm_seq(self) -> int:
+        """The next alarm sequence number: read once per transaction, stored at commit."""
+        if self._seq is None:
+            self._seq = int(
+                self._db.execute(
+                    "SELECT value FROM schema_info WHERE name = 'alarm_seq'"
+                ).fetchone()[0]
+            )
+            self._seq_read = self._seq
+        self._seq += 1
+        return self._seq
+
     def _next_due(self, target: Instant) -> tuple[str, Instant] | None:
         with self._lock:
             row = self._db.execute(
@@ -843,10 +1022,11 @@ class SqliteInterpreter:
             ).fetchone()
         return None if row is None else (row[0], Instant(row[1]))
 
-    def _claim(self) -> tuple[str, Instant, bool] | None:
-        """The next claimable instance: a due alarm, or an expired run (a dead worker).
+    def _claim(self, most: int) -> list[_Chain]:
+        """Up to ``most`` claimable instances, as chains: due alarms (earliest first), then
+        expired runs (their worker died).
 
-        Only a read: the step that fires the alarm re-reads the row in its own write
+        Only a read: the step that fires an alarm re-reads the row in its own write
         transaction, and the core ignores an alarm another worker fired first, so two
         workers picking the same row cost a no-op, never a double run. Rows this process
         is already handling are skipped.
@@ -855,21 +1035,32 @@ class SqliteInterpreter:
         with self._lock:
             if self._closed:
                 raise DurableJobsError("the interpreter is closed")
-            mine = json.dumps(sorted(self._busy | self._claimed))
-            row = self._db.execute(
-                "SELECT instance_id, alarm_at, 0 FROM instances WHERE alarm_at IS NOT NULL "
-                "AND alarm_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
+            mine = json.dumps(sorted(self._busy | self._claimed | self._foreign))
+            rows = self._db.execute(
+                "SELECT * FROM (SELECT instance_id, job_name, alarm_at, 0 FROM instances "
+                "WHERE alarm_at IS NOT NULL AND alarm_at <= ? "
+                "AND (lease_until IS NULL OR lease_until <= ?) "
                 "AND instance_id NOT IN (SELECT value FROM json_each(?)) "
-                "UNION ALL SELECT instance_id, alarm_at, 1 FROM instances WHERE running = 1 "
-                "AND lease_until <= ? AND instance_id NOT IN (SELECT value FROM json_each(?)) "
-                "LIMIT 1",
-                (now, now, mine, now, mine),
-            ).fetchone()
-            if row is None:
-                return None
-            instance_id, at, recovering = row
-            self._claimed.add(instance_id)
-        return instance_id, Instant(at if at is not None else now), bool(recovering)
+                "ORDER BY alarm_at, alarm_seq LIMIT ?) "
+                "UNION ALL SELECT * FROM (SELECT instance_id, job_name, alarm_at, 1 FROM instances "
+                "WHERE running = 1 AND lease_until <= ? "
+                "AND instance_id NOT IN (SELECT value FROM json_each(?)) LIMIT ?)",
+                (now, now, mine, most, now, mine, most),
+            ).fetchall()
+            chains: list[_Chain] = []
+            for instance_id, job_name, at, recovering in rows:
+                if len(chains) == most or instance_id in self._claimed:
+                    continue
+                definition = self._jobs.get(job_name)
+                if definition is None:
+                    self._foreign.add(instance_id)  # another program's job: leave it be
+                    continue
+                self._claimed.add(instance_id)
+                steps = self._worker_steps(
+                    definition, instance_id, Instant(now if at is None else at), bool(recovering)
+                )
+                chains.append(_Chain(instance_id, definition, steps))
+        return chains
 
     def _set_aside(self, instance_id: str) -> None:
         """Lease a row that cannot be run (unreadable) so it is not picked again at once."""
