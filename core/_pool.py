@@ -300,13 +300,13 @@ def decide_pool(
 
         case PoolPause(id=index):
             shard = snapshot or _new_shard(definition, index, now)
-            paused = attrs.evolve(shard, paused=True)
+            paused = rt.evolve(shard, paused=True)
             return Success(rt.commit(alarm, paused, reply=PoolPauseResult(True)))
 
         case PoolResume():
             if snapshot is None:
                 return Success(rt.keep(None, reply=PoolResumeResult(False)))
-            resumed = attrs.evolve(snapshot, paused=False)
+            resumed = rt.evolve(snapshot, paused=False)
             return Success(rt.commit(alarm, resumed, reply=PoolResumeResult(True)))
 
         case PoolCancel(event_id=event_id):
@@ -317,7 +317,7 @@ def decide_pool(
                 )
             if snapshot is not None and queue.item is not None:
                 item = queue.item
-                smaller = attrs.evolve(
+                smaller = rt.evolve(
                     snapshot,
                     queued=snapshot.queued - 1,
                     priorities=_count_change(snapshot.priorities, item.priority, -1),
@@ -339,7 +339,7 @@ def decide_pool(
         case PoolDrain():
             if snapshot is None:
                 return Success(rt.keep(None, reply=PoolDrainResult(False, 0)))
-            emptied = attrs.evolve(snapshot, queued=0, priorities=())
+            emptied = rt.evolve(snapshot, queued=0, priorities=())
             reply = PoolDrainResult(True, snapshot.queued)
             return Success(rt.commit(alarm, emptied, [ClearQueue()], reply=reply))
 
@@ -413,7 +413,7 @@ def _enqueue(
         enqueued_at=now,
         partition_key=request.partition_key,
     )
-    grown = attrs.evolve(
+    grown = rt.evolve(
         shard,
         next_seq=shard.next_seq + 1,
         queued=shard.queued + 1,
@@ -522,19 +522,24 @@ def _take_next(
         effects.append(DeleteFinished(queue.expired))
     alarm = _alarm_at(now)
     shard = snapshot
+    changes: dict[str, Any] = {}
     if shard.current is None:
         head = queue.head
         if head is None or shard.paused:
             return rt.commit(alarm, shard, effects)
         effects.append(DeleteQueueItem(head.event_id))
-        shard = attrs.evolve(
-            shard,
-            current=head,
-            queued=shard.queued - 1,
-            priorities=_count_change(shard.priorities, head.priority, -1),
-        )
+        changes = {
+            "current": head,
+            "queued": shard.queued - 1,
+            "priorities": _count_change(shard.priorities, head.priority, -1),
+        }
     running = rt.begin_run(
-        shard, hook="execute", origin="alarm", now=now, attempt=rt.pending_attempt(shard)
+        shard,
+        hook="execute",
+        origin="alarm",
+        now=now,
+        attempt=rt.pending_attempt(shard),
+        **changes,
     )
     return rt.commit(alarm, running, effects, run=_run(running))
 
@@ -544,9 +549,10 @@ def _move_on(
     shard: PoolSnapshot[Any],
     effects: list[Command],
     now: Instant,
+    **changes: Any,
 ) -> rt.Transition:
     """After an event is finished: next event, or ``on_empty`` when the shard is empty."""
-    done = rt.settled(attrs.evolve(shard, current=None))
+    done = rt.settled(shard, current=None, **changes)
     if done.queued == 0 and definition.on_empty is not None:
         emptying = rt.begin_run(done, hook="on_empty", origin="alarm", now=now)
         return rt.commit(_alarm_at(now), emptying, effects, run=_run(emptying))
@@ -573,7 +579,7 @@ def _after_run(
             )
         elif isinstance(outcome, UserCodeSucceeded):
             effects = rt.success_effects(key, run, outcome, snapshot.processed_count, now, about)
-        done = attrs.evolve(snapshot, in_flight=None)
+        done = rt.evolve(snapshot, in_flight=None)
         if run.hook == "on_dead_letter":
             return _move_on(definition, done, effects, now)
         return rt.commit(alarm, done, effects)
@@ -584,8 +590,8 @@ def _after_run(
     if isinstance(outcome, UserCodeSucceeded):
         effects = rt.success_effects(key, run, outcome, snapshot.processed_count + 1, now, subject)
         effects.append(PutFinished(FinishedEvent(subject, now, "completed")))
-        finished = attrs.evolve(snapshot, processed_count=snapshot.processed_count + 1)
-        return _move_on(definition, finished, effects, now)
+        count = snapshot.processed_count + 1
+        return _move_on(definition, snapshot, effects, now, processed_count=count)
 
     if isinstance(outcome, TerminateRequested):
         effects = rt.terminated_effects(key, outcome.reason, snapshot.processed_count, now, subject)
@@ -599,7 +605,7 @@ def _after_run(
     if isinstance(decision, rt.RetryAt):
         return rt.commit(alarm, rt.with_retry(snapshot, decision), effects)
     effects.append(PutFinished(FinishedEvent(subject, now, "dead_lettered")))
-    dead = attrs.evolve(snapshot, dead_lettered_count=snapshot.dead_lettered_count + 1)
+    dead = rt.evolve(snapshot, dead_lettered_count=snapshot.dead_lettered_count + 1)
     if definition.on_dead_letter is not None:
         handling = rt.begin_run(
             rt.settled(dead),

@@ -145,6 +145,30 @@ SnapshotT = TypeVar("SnapshotT", bound=LifecycleSnapshot)
 
 # ---------------------------------------------------------------------------- commits
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+T = TypeVar("T")
+
+
+def evolve(instance: T, **changes: Any) -> T:
+    """``attrs.evolve`` for the framework's own frozen classes (public field names, no
+    private aliases), with the field names looked up once per class: snapshots are
+    rebuilt on every step, so this is on every hot path.
+
+    >>> evolve(Attempts(), attempt=2)
+    Attempts(attempt=2, sequence_started_at=None, retry_at=None)
+    """
+    cls = type(instance)
+    names = _FIELDS.get(cls)
+    if names is None:
+        fields = attrs.fields(cls)
+        if any(not f.init or f.alias != f.name for f in fields):
+            raise TypeError(f"evolve needs plain attrs fields; {cls.__name__} has others")
+        names = _FIELDS[cls] = tuple(f.name for f in fields)
+    for name in names:
+        if name not in changes:
+            changes[name] = getattr(instance, name)
+    return cls(**changes)
+
 
 def commit(
     desired_alarm: Callable[[SnapshotT], Instant | None],
@@ -160,7 +184,7 @@ def commit(
     before this transition), so that only a change produces an alarm command.
     """
     alarm = None if after.in_flight is not None else desired_alarm(after)
-    stored = attrs.evolve(after, alarm_at=alarm, version=after.version + 1)  # type: ignore[misc]
+    stored = evolve(after, alarm_at=alarm, version=after.version + 1)
     return committed(after.alarm_at, stored, effects, run=run, reply=reply)
 
 
@@ -221,8 +245,10 @@ def begin_run(
     created: bool = False,
     flush_reason: FlushReason | None = None,
     error_source: Literal["onEvent", "execute"] | None = None,
+    **changes: Any,
 ) -> SnapshotT:
-    """The snapshot with a run marked in flight (and a failure sequence opened)."""
+    """The snapshot with a run marked in flight (and a failure sequence opened), and
+    ``changes`` to other fields made in the same step."""
     in_flight = InFlight(
         run_id=snapshot.version + 1,
         hook=hook,
@@ -237,7 +263,7 @@ def begin_run(
     if hook == "execute":
         started = now if attempt == 1 else attempts.sequence_started_at
         attempts = Attempts(attempt=attempt, sequence_started_at=started, retry_at=None)
-    return attrs.evolve(snapshot, in_flight=in_flight, attempts=attempts)  # type: ignore[misc]
+    return evolve(snapshot, in_flight=in_flight, attempts=attempts, **changes)
 
 
 def match_outcome(
@@ -288,9 +314,9 @@ def not_for(job_type: str, input_: object) -> Failure[Rejection]:
     return Failure(Rejection("wrong_job_type", f"{job_type} jobs do not take {input_!r}"))
 
 
-def settled(snapshot: SnapshotT) -> SnapshotT:
-    """The snapshot with no run in flight and no failure pending."""
-    return attrs.evolve(snapshot, in_flight=None, attempts=FRESH)  # type: ignore[misc]
+def settled(snapshot: SnapshotT, **changes: Any) -> SnapshotT:
+    """The snapshot with no run in flight and no failure pending (and ``changes``)."""
+    return evolve(snapshot, in_flight=None, attempts=FRESH, **changes)
 
 
 # --------------------------------------------------------------------------- failures
@@ -406,7 +432,7 @@ def with_retry(snapshot: SnapshotT, retry: RetryAt) -> SnapshotT:
         sequence_started_at=snapshot.attempts.sequence_started_at,
         retry_at=retry.at,
     )
-    return attrs.evolve(snapshot, in_flight=None, attempts=attempts)  # type: ignore[misc]
+    return evolve(snapshot, in_flight=None, attempts=attempts)
 
 
 def terminated_effects(

@@ -479,15 +479,19 @@ class SqliteInterpreter:
                         for chain, run in runs:
                             pool.submit(run_one, chain, run)
                         continue
-                    if not taking:
-                        if active == 0:
-                            return  # stopped, and every run's outcome is committed
-                        self._wake.wait(CHANGE_CHECK)  # let the runs still going report
-                        self._wake.clear()
+                    if not taking and active == 0:
+                        return  # stopped, and every run's outcome is committed
+                    if active >= workers or not taking:
+                        # Every slot is busy (or no more are taken up): only an outcome
+                        # can bring work, so wait for one without polling the database.
+                        try:
+                            ready.append(outcomes.get(timeout=poll_s))
+                        except queue.Empty:
+                            pass
                         continue
                     upcoming = self.next_alarm_at()
                     wait = poll_s
-                    if upcoming is not None and active < workers:
+                    if upcoming is not None:
                         wait = min(poll_s, max(0.0, (upcoming - self.now()).total_seconds()))
                     self._sleep(wait)
             except DurableJobsError:
