@@ -160,7 +160,7 @@ def evolve(instance: T, **changes: Any) -> T:
     cls = type(instance)
     names = _FIELDS.get(cls)
     if names is None:
-        fields = attrs.fields(cls)
+        fields = attrs.fields(cls)  # type: ignore[arg-type]
         if any(not f.init or f.alias != f.name for f in fields):
             raise TypeError(f"evolve needs plain attrs fields; {cls.__name__} has others")
         names = _FIELDS[cls] = tuple(f.name for f in fields)
