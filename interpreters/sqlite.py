@@ -46,7 +46,7 @@ import time
 import uuid
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -484,10 +484,8 @@ class SqliteInterpreter:
                     if active >= workers or not taking:
                         # Every slot is busy (or no more are taken up): only an outcome
                         # can bring work, so wait for one without polling the database.
-                        try:
+                        with suppress(queue.Empty):
                             ready.append(outcomes.get(timeout=poll_s))
-                        except queue.Empty:
-                            pass
                         continue
                     upcoming = self.next_alarm_at()
                     wait = poll_s
