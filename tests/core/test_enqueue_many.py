@@ -3,8 +3,8 @@
 Random batches (repeated ids, priorities, partition keys, a small ``max_queue_depth``)
 interleaved with time passing, on two memory interpreters: one takes each batch with
 ``enqueue_many``, the other one event at a time. The results, the errors, the statuses
-and the order of the runs must be the same — except that a refused batch writes nothing,
-where the one-by-one calls keep the events before the refused one.
+and each shard's runs and telemetry must be the same — except that a refused batch
+writes nothing, where the one-by-one calls keep the events before the refused one.
 """
 
 from __future__ import annotations
@@ -100,5 +100,12 @@ def test_enqueue_many_equals_enqueue_one_after_another(script: list[Any]) -> Non
         assert many_client.status() == single_client.status()
     many.advance("1 hour")
     single.advance("1 hour")
-    assert many_runs == single_runs
-    assert many.telemetry == single.telemetry
+    # Shards are independent: their runs may interleave differently when their alarms
+    # tie (a batch sets them shard by shard), but each shard's history is the same.
+    for shard in (0, 1):
+        assert [r for r in many_runs if r[0] == shard] == [r for r in single_runs if r[0] == shard]
+        instance = f"workerPool:pool:{shard}"
+        assert [e for e in many.telemetry if e.instance_id == instance] == [
+            e for e in single.telemetry if e.instance_id == instance
+        ]
+    assert len(many_runs) == len(single_runs)
