@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from durable_jobs import Jobs, PoolContext, Task, TaskContext, WorkerPool
+from durable_jobs import Enqueue, Jobs, PoolContext, Task, TaskContext, WorkerPool
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
 
 ran: dict[str, float] = {}
@@ -160,3 +161,67 @@ def test_an_instance_that_is_always_due_does_not_starve_the_others(tmp_path: Pat
         assert ran_steps == 5  # run_due returns: the spinning task does not hold it
         assert "waiting" in ran
         assert (db.client().task("busy").get_state("spin") or 0) <= 5 * 65
+
+
+def test_stop_lets_the_runs_going_commit_their_outcomes_and_takes_up_nothing_new(
+    tmp_path: Path,
+) -> None:
+    started = threading.Semaphore(0)
+    release = threading.Event()
+
+    def hold(ctx: PoolContext[int]) -> None:
+        started.release()
+        assert release.wait(10)
+
+    jobs = Jobs(held=WorkerPool.make(event=int, concurrency=2, execute=hold))
+    path = tmp_path / "jobs.db"
+    with SqliteInterpreter(jobs, path, synchronous="NORMAL") as db:
+        pool = db.client().worker_pool("held")
+        for i in range(40):  # both shards get events
+            pool.enqueue(id=f"e{i}", event=i)
+        thread = threading.Thread(target=db.run_forever, kwargs={"workers": 2})
+        thread.start()
+        assert started.acquire(timeout=5)
+        assert started.acquire(timeout=5)  # one run going on each shard
+        db.stop()
+        release.set()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    with SqliteInterpreter(jobs, path) as db:
+        status = db.client().worker_pool("held").status()
+        assert (status.total_processed, status.total_pending) == (2, 38)
+        assert [s.current_event_id for s in status.instances] == [None, None]
+        running = db._db.execute("SELECT COUNT(*) FROM instances WHERE running = 1").fetchone()
+        assert running == (0,)
+
+
+def test_group_commit_shares_commits_and_each_attempt_is_stored_before_it_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobs.db"
+    seen_running: list[bool] = []
+
+    def check(ctx: PoolContext[int]) -> None:
+        # Another connection must already see this attempt committed as running.
+        other = sqlite3.connect(path)
+        try:
+            row = other.execute(
+                "SELECT running FROM instances WHERE instance_id = ?", (ctx.instance_id,)
+            ).fetchone()
+        finally:
+            other.close()
+        seen_running.append(row == (1,))
+
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=8, execute=check))
+    with SqliteInterpreter(jobs, path, synchronous="NORMAL") as db:
+        db.client().worker_pool("pool").enqueue_many([Enqueue(f"e{i}", i) for i in range(64)])
+        commits: list[str] = []
+        db._db.set_trace_callback(
+            lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
+        )
+        assert db.run_due() == 8  # the 8 shards, each taken up once
+        db._db.set_trace_callback(None)
+        assert db.client().worker_pool("pool").status().total_processed == 64
+    assert seen_running == [True] * 64
+    # One commit per round of the 8 shards (plus the last outcomes), not 2 per event.
+    assert len(commits) <= 64 // 8 + 2, len(commits)
