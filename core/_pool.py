@@ -70,7 +70,6 @@ from durable_jobs._commands import (
     DeleteQueueItem,
     PutFinished,
     PutQueueItem,
-    Reply,
     RunUserCode,
 )
 from durable_jobs._definitions import WorkerPoolDefinition
@@ -368,6 +367,79 @@ def _new_shard(
     return PoolSnapshot(key=InstanceKey("workerPool", definition.name, index), created_at=now)
 
 
+@attrs.define
+class _Counters:
+    """A shard's enqueue counters while one step admits events (local to the step)."""
+
+    next_seq: int
+    queued: int
+    priorities: dict[int, int]
+    current_id: str | None
+
+    @classmethod
+    def of(cls, shard: PoolSnapshot[Any]) -> _Counters:
+        current = None if shard.current is None else shard.current.event_id
+        return cls(shard.next_seq, shard.queued, dict(shard.priorities), current)
+
+    def apply(self, shard: PoolSnapshot[Any]) -> PoolSnapshot[Any]:
+        counts = tuple(sorted(((p, c) for p, c in self.priorities.items() if c), reverse=True))
+        return rt.evolve(shard, next_seq=self.next_seq, queued=self.queued, priorities=counts)
+
+
+def _admit(
+    definition: WorkerPoolDefinition[Any],
+    shard: PoolSnapshot[Any],
+    counters: _Counters,
+    queue: QueueView[Any],
+    request: PoolEnqueue,
+    now: Instant,
+    created: bool,
+) -> Result[tuple[PoolEnqueueResult, QueueItem[Any] | None], Rejection]:
+    """The enqueue rule for one event: its answer, and the item to put (``None`` for a
+    duplicate). A new event updates ``counters``."""
+    running = 0 if counters.current_id is None else 1
+
+    def answer(position: int | None, duplicate: bool) -> PoolEnqueueResult:
+        return PoolEnqueueResult(
+            event_id=request.event_id,
+            instance_id=shard.key.instance_id,
+            instance_index=int(request.id),
+            position=position,
+            created=created and not duplicate,
+            duplicate=duplicate,
+        )
+
+    if counters.current_id == request.event_id:
+        return Success((answer(0, True), None))
+    if queue.item is not None:
+        return Success((answer(running + queue.ahead, True), None))
+    if _live(queue.finished, definition, now):
+        return Success((answer(None, True), None))
+    depth = definition.max_queue_depth
+    if depth is not None and counters.queued >= depth:
+        return Failure(
+            Rejection(
+                "queue_full",
+                f"{shard.key.instance_id} holds {counters.queued} pending events "
+                f"(max_queue_depth={depth})",
+            )
+        )
+    priority = request.priority
+    ahead = sum(count for p, count in counters.priorities.items() if p >= priority)
+    item = QueueItem(
+        event_id=request.event_id,
+        event=request.event,
+        priority=priority,
+        seq=counters.next_seq,
+        enqueued_at=now,
+        partition_key=request.partition_key,
+    )
+    counters.next_seq += 1
+    counters.queued += 1
+    counters.priorities[priority] = counters.priorities.get(priority, 0) + 1
+    return Success((answer(running + ahead, False), item))
+
+
 def _enqueue(
     definition: WorkerPoolDefinition[Any],
     snapshot: PoolSnapshot[Any] | None,
@@ -375,51 +447,15 @@ def _enqueue(
     request: PoolEnqueue,
     now: Instant,
 ) -> Result[rt.Transition, Rejection]:
-    created = snapshot is None
     shard = snapshot or _new_shard(definition, request.id, now)
-    index = int(request.id)
-    running = 1 if shard.current is not None else 0
-
-    def answer(position: int | None, duplicate: bool) -> PoolEnqueueResult:
-        return PoolEnqueueResult(
-            event_id=request.event_id,
-            instance_id=shard.key.instance_id,
-            instance_index=index,
-            position=position,
-            created=created and not duplicate,
-            duplicate=duplicate,
-        )
-
-    if shard.current is not None and shard.current.event_id == request.event_id:
-        return Success(rt.keep(snapshot, reply=answer(0, True)))
-    if queue.item is not None:
-        return Success(rt.keep(snapshot, reply=answer(running + queue.ahead, True)))
-    if _live(queue.finished, definition, now):
-        return Success(rt.keep(snapshot, reply=answer(None, True)))
-    if definition.max_queue_depth is not None and shard.queued >= definition.max_queue_depth:
-        return Failure(
-            Rejection(
-                "queue_full",
-                f"{shard.key.instance_id} holds {shard.queued} pending events "
-                f"(max_queue_depth={definition.max_queue_depth})",
-            )
-        )
-    ahead = sum(count for priority, count in shard.priorities if priority >= request.priority)
-    item = QueueItem(
-        event_id=request.event_id,
-        event=request.event,
-        priority=request.priority,
-        seq=shard.next_seq,
-        enqueued_at=now,
-        partition_key=request.partition_key,
-    )
-    grown = rt.evolve(
-        shard,
-        next_seq=shard.next_seq + 1,
-        queued=shard.queued + 1,
-        priorities=_count_change(shard.priorities, request.priority, +1),
-    )
-    reply = answer(running + ahead, False)
+    counters = _Counters.of(shard)
+    admitted = _admit(definition, shard, counters, queue, request, now, snapshot is None)
+    if isinstance(admitted, Failure):
+        return admitted
+    reply, item = admitted.unwrap()
+    if item is None:
+        return Success(rt.keep(snapshot, reply=reply))
+    grown = counters.apply(shard)
     return Success(rt.commit(_alarm_at(now), grown, [PutQueueItem(item)], reply=reply))
 
 
@@ -430,54 +466,47 @@ def _enqueue_many(
     request: PoolEnqueueMany,
     now: Instant,
 ) -> Result[rt.Transition, Rejection]:
-    """A fold of ``_enqueue`` over the events, against the rows the batch has put so far.
+    """``_admit`` for each event in turn, against what the batch has put so far: the
+    answers are those of one ``PoolEnqueue`` after another; one rejection rejects all.
 
     An event found pending is ``ahead`` of its base rank plus every event this batch put
     after it with a higher priority (a batch event has a higher ``seq`` than anything
-    stored, so an equal priority queues behind). One rejection rejects the whole batch.
+    stored, so an equal priority queues behind).
     """
     strays = sorted({one.id for one in request.events} - {request.id})
     if strays:
         return Failure(Rejection("invalid", f"events for shards {strays} sent to {request.id}"))
+    shard = snapshot or _new_shard(definition, request.id, now)
+    counters = _Counters.of(shard)
+    running = 0 if counters.current_id is None else 1
     known: dict[str, tuple[QueueItem[Any], int, int]] = {
         item.event_id: (item, ahead, 0) for item, ahead in queue.pending
     }
     finished = {record.event_id: record for record in queue.finished_records}
     put: list[QueueItem[Any]] = []
     replies: list[PoolEnqueueResult] = []
-    shard = snapshot
     for one in request.events:
         found = known.get(one.event_id)
         if found is not None:
-            item, base, since = found
-            later = sum(1 for other in put[since:] if other.priority > item.priority)
-            view: QueueView[Any] = QueueView(item=item, ahead=base + later)
+            pending, base, since = found
+            later = sum(1 for other in put[since:] if other.priority > pending.priority)
+            view: QueueView[Any] = QueueView(item=pending, ahead=base + later)
         else:
             view = QueueView(finished=finished.get(one.event_id))
-        decided = _enqueue(definition, shard, view, one, now)
-        if isinstance(decided, Failure):
-            return decided
-        transition = decided.unwrap()
-        for command in transition.commands:
-            if isinstance(command, PutQueueItem):
-                put.append(command.item)
-                reply = transition.commands[-1]
-                assert isinstance(reply, Reply)
-                assert isinstance(reply.value, PoolEnqueueResult)
-                position = reply.value.position or 0
-                running = 1 if transition.snapshot.current is not None else 0
-                known[one.event_id] = (command.item, position - running, len(put))
-            elif isinstance(command, Reply):
-                assert isinstance(command.value, PoolEnqueueResult)
-                replies.append(command.value)
-        shard = transition.snapshot
+        created = snapshot is None and not put
+        admitted = _admit(definition, shard, counters, view, one, now, created)
+        if isinstance(admitted, Failure):
+            return admitted
+        reply, item = admitted.unwrap()
+        replies.append(reply)
+        if item is not None:
+            put.append(item)
+            known[one.event_id] = (item, (reply.position or 0) - running, len(put))
     reply_value = PoolEnqueueManyResult(tuple(replies))
     if not put:
         return Success(rt.keep(snapshot, reply=reply_value))
-    assert shard is not None
-    previous_alarm = None if snapshot is None else snapshot.alarm_at
     puts = [PutQueueItem(item) for item in put]
-    return Success(rt.committed(previous_alarm, shard, puts, reply=reply_value))
+    return Success(rt.commit(_alarm_at(now), counters.apply(shard), puts, reply=reply_value))
 
 
 def _status(

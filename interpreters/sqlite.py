@@ -451,20 +451,38 @@ class SqliteInterpreter:
         poll_s = parse_duration(poll, what="poll") / 1000
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise DefinitionError(f"workers must be an int >= 1, got {workers!r}")
-        outcomes: queue.SimpleQueue[tuple[_Chain, Input]] = queue.SimpleQueue()
+        # An outcome, or None when running the hook itself broke (not the user's code:
+        # run_sync turns what user code raises into an outcome); that chain is dropped
+        # and its lease left to expire, which counts the attempt interrupted.
+        outcomes: queue.SimpleQueue[tuple[_Chain, Input | None]] = queue.SimpleQueue()
         active = 0  # chains taken up and not finished
         ready: list[tuple[_Chain, Input | None]] = []
 
         def run_one(chain: _Chain, run: RunUserCode) -> None:
-            outcomes.put((chain, self._run(chain, run)))
-            self._wake.set()
+            outcome: Input | None = None
+            try:
+                outcome = self._run(chain, run)
+            except BaseException:
+                _log.exception("running a hook of %s broke", chain.instance_id)
+            finally:
+                outcomes.put((chain, outcome))
+                self._wake.set()
+
+        def collect(chain: _Chain, outcome: Input | None) -> None:
+            nonlocal active
+            if outcome is not None:
+                ready.append((chain, outcome))
+            else:
+                chain.steps.close()
+                self._let_go(chain)
+                active -= 1
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-jobs") as pool:
             try:
                 while not self.closed():
                     while True:
                         try:
-                            ready.append(outcomes.get_nowait())
+                            collect(*outcomes.get_nowait())
                         except queue.Empty:
                             break
                     taking = self._running()
@@ -485,7 +503,7 @@ class SqliteInterpreter:
                         # Every slot is busy (or no more are taken up): only an outcome
                         # can bring work, so wait for one without polling the database.
                         with suppress(queue.Empty):
-                            ready.append(outcomes.get(timeout=poll_s))
+                            collect(*outcomes.get(timeout=poll_s))
                         continue
                     upcoming = self.next_alarm_at()
                     wait = poll_s
@@ -829,6 +847,20 @@ class SqliteInterpreter:
 
         db = self._db
         head = oldest = None
+        expired: tuple[FinishedEvent, ...] = ()
+        if reads.head and reads.expired_before is not None:
+            # A fired alarm needs both: one statement (the hot path of every pool event).
+            rows = db.execute(
+                "SELECT 0, item FROM (SELECT item FROM queue_items WHERE instance_id = ? "
+                "ORDER BY neg_priority, seq LIMIT 1) UNION ALL SELECT 1, record FROM "
+                "(SELECT record FROM finished WHERE instance_id = ? AND finished_at < ? "
+                "ORDER BY finished_at LIMIT ?)",
+                (instance_id, instance_id, reads.expired_before, reads.limit),
+            ).fetchall()
+            head = next(((text,) for kind, text in rows if kind == 0), None)
+            found = [finished_of(text) for kind, text in rows if kind == 1]
+            expired = tuple(sorted(found, key=lambda record: record.finished_at))
+            reads = attrs.evolve(reads, head=False, expired_before=None)
         if reads.head:
             head = db.execute(
                 "SELECT item FROM queue_items WHERE instance_id = ? "
@@ -859,7 +891,6 @@ class SqliteInterpreter:
                 (instance_id, reads.event_id),
             ).fetchone()
             finished = None if done is None else finished_of(done[0])
-        expired: tuple[FinishedEvent, ...] = ()
         if reads.expired_before is not None:
             rows = db.execute(
                 "SELECT record FROM finished WHERE instance_id = ? AND finished_at < ? "
