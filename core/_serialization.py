@@ -45,6 +45,9 @@ __all__ = ["SCHEMA_VERSION", "TAGS", "Codec", "make_converter", "validate"]
 
 SCHEMA_VERSION: Final = 1
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+"""``json.dumps(..., separators=...)`` builds an encoder per call; this one is reused."""
+
 TAGS: Final[dict[type, str]] = {
     # inputs
     inp.ContinuousStart: "continuous.start",
@@ -241,11 +244,13 @@ class Codec:
         self.snapshot_type = _snapshot_type(definition)
         self.state_type: Any = definition.state
         self.event_type: Any = getattr(definition, "event", definition.state)
+        self.item_type: Any = QueueItem[self.event_type]  # type: ignore[name-defined]
+        """A WorkerPool's pending-event row type (built once: subscripting is not free)."""
 
     # ----------------------------------------------------------------- snapshots
     def encode_snapshot(self, snapshot: Any) -> str:
         body = self.converter.unstructure(snapshot, self.snapshot_type)
-        return json.dumps({"schema": SCHEMA_VERSION, "snapshot": body}, separators=(",", ":"))
+        return _compact({"schema": SCHEMA_VERSION, "snapshot": body})
 
     def decode_snapshot(self, text: str, *, instance: str = "?") -> Any:
         try:

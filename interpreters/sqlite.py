@@ -79,7 +79,6 @@ from durable_jobs import (
     Purge,
     PutFinished,
     PutQueueItem,
-    QueueItem,
     QueueReads,
     QueueView,
     RecordDeadLetter,
@@ -174,6 +173,10 @@ CREATE TABLE IF NOT EXISTS telemetry (
 
 class _Retry(Exception):
     """The stored instance changed under a request chain: run the request again."""
+
+
+_NO_READS: Final = QueueReads()
+_EMPTY_VIEW: Final[QueueView[Any]] = QueueView()
 
 
 @attrs.define
@@ -835,8 +838,10 @@ class SqliteInterpreter:
         return codec.decode_snapshot(row[0], instance=instance_id), int(row[1])
 
     def _view(self, definition: Definition, instance_id: str, reads: QueueReads) -> QueueView[Any]:
+        if reads == _NO_READS:
+            return _EMPTY_VIEW  # an outcome, a pause: nothing to load
         codec = self._codecs[definition.name]
-        item_type = QueueItem[codec.event_type]  # type: ignore[name-defined]
+        item_type = codec.item_type
 
         def item_of(text: str | None) -> Any:
             return None if text is None else codec.converter.structure(json.loads(text), item_type)
@@ -967,7 +972,7 @@ class SqliteInterpreter:
                         (definition.name, json.dumps(codec.encode_dead_letter(record))),
                     )
                 case PutQueueItem(item=item):
-                    data = codec.converter.unstructure(item, QueueItem[codec.event_type])  # type: ignore[name-defined]
+                    data = codec.converter.unstructure(item, codec.item_type)
                     db.execute(
                         "INSERT INTO queue_items (instance_id, event_id, neg_priority, seq, item)"
                         " VALUES (?, ?, ?, ?, ?)",
