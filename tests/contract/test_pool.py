@@ -462,3 +462,21 @@ def test_enqueue_many_validates_every_event_before_writing_any(make: Make) -> No
             client.enqueue_many(batch)
     assert [s.status for s in client.status().instances] == ["not_found", "not_found"]
     assert sim.telemetry == []
+
+
+def test_status_oldest_is_the_first_enqueued_whatever_its_priority(make: Make) -> None:
+    pool, _, _ = mailer()
+    sim = make(Jobs(mail=pool))
+    client = sim.client().worker_pool(pool)
+    client.pause()
+    for name, priority in [("a", 0), ("b", 5), ("c", 9), ("d", 5), ("e", 0)]:
+        client.enqueue(id=name, event=Mail(name), priority=priority)
+        sim.advance("1 second")
+    assert client.instance_status(0).oldest_enqueued_at == START
+    client.cancel("a")
+    assert client.instance_status(0).oldest_enqueued_at == START + timedelta(seconds=1)
+    client.cancel("b")
+    client.cancel("c")
+    assert client.instance_status(0).oldest_enqueued_at == START + timedelta(seconds=3)
+    client.drain()
+    assert client.instance_status(0).oldest_enqueued_at is None

@@ -138,3 +138,36 @@ def test_a_newer_database_schema_is_refused(tmp_path: Path) -> None:
 def test_a_database_in_a_missing_folder_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot open"):
         SqliteInterpreter(JOBS, tmp_path / "nope" / "jobs.db")
+
+
+def test_a_schema_1_file_is_migrated_in_place_and_keeps_its_work(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with SqliteInterpreter(JOBS, path, clock=ManualClock(START)) as db:
+        pool = db.client().worker_pool("send")
+        pool.enqueue(id="low", event=1)
+        db.advance("1 second")  # "low" ran; the next ones stay queued (paused)
+        pool.pause()
+        pool.enqueue(id="old", event=2)
+        db.advance("1 second")
+        pool.enqueue(id="urgent", event=3, priority=9)
+    # Schema 1 was this layout plus the queue_age index.
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE INDEX queue_age ON queue_items (instance_id, seq)")
+    raw.execute("UPDATE schema_info SET value = 1 WHERE name = 'schema'")
+    raw.commit()
+    raw.close()
+    with SqliteInterpreter(JOBS, path, clock=ManualClock(START + timedelta(seconds=2))) as db:
+        raw = sqlite3.connect(path)
+        indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        schema = raw.execute("SELECT value FROM schema_info WHERE name = 'schema'").fetchone()
+        raw.close()
+        assert "queue_age" not in indexes
+        assert schema == (2,)
+        pool = db.client().worker_pool("send")
+        status = pool.instance_status(0)
+        assert status.pending_count == 2
+        # the oldest pending event is "old", though "urgent" is ahead of it in the queue
+        assert status.oldest_enqueued_at == START + timedelta(seconds=1)
+        pool.resume()
+        db.advance("1 second")
+        assert pool.status().total_processed == 3
