@@ -19,7 +19,7 @@ import attrs
 import pytest
 
 from durable_jobs.interpreters.cli import main
-from durable_jobs.interpreters.sqlite import SqliteInterpreter
+from durable_jobs.interpreters.sqlite import SCHEMA, SqliteInterpreter
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -380,7 +380,7 @@ def test_inspect_shows_instances_pool_depths_and_dead_letters(served: Served) ->
     result = _run("inspect", "--db", str(served.db))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert f"{served.db}: schema 1, 2 instance(s), 0 queued event(s), 1 dead letter(s)" in out
+    assert f"{served.db}: schema {SCHEMA}, 2 instance(s), 0 queued event(s), 1 dead letter(s)" in out
     instances = out.split("Instances (2)", 1)[1].split("Worker pool shards", 1)[0]
     rows = [line.split() for line in instances.splitlines() if line.startswith("workerPool")]
     assert [row[:4] for row in rows] == [
