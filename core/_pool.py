@@ -562,15 +562,10 @@ def _take_next(
             "queued": shard.queued - 1,
             "priorities": _count_change(shard.priorities, head.priority, -1),
         }
-    running = rt.begin_run(
-        shard,
-        hook="execute",
-        origin="alarm",
-        now=now,
-        attempt=rt.pending_attempt(shard),
-        **changes,
+    attempt = rt.pending_attempt(shard)
+    return rt.commit_start(
+        shard, effects, _run, hook="execute", origin="alarm", now=now, attempt=attempt, **changes
     )
-    return rt.commit(alarm, running, effects, run=_run(running))
 
 
 def _move_on(

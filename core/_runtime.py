@@ -266,6 +266,34 @@ def begin_run(
     return evolve(snapshot, in_flight=in_flight, attempts=attempts, **changes)
 
 
+def commit_start(
+    snapshot: SnapshotT,
+    effects: Sequence[Command],
+    run: Callable[[SnapshotT], RunUserCode],
+    *,
+    hook: Hook,
+    origin: Origin,
+    now: Instant,
+    attempt: int = 1,
+    **changes: Any,
+) -> Transition:
+    """``begin_run`` and ``commit`` in one step (one snapshot rebuilt, not two): a run in
+    flight has no alarm, so none needs deriving. ``run`` builds the ``RunUserCode``
+    from the stored snapshot.
+    """
+    stored = begin_run(
+        snapshot,
+        hook=hook,
+        origin=origin,
+        now=now,
+        attempt=attempt,
+        alarm_at=None,
+        version=snapshot.version + 1,
+        **changes,
+    )
+    return committed(snapshot.alarm_at, stored, effects, run=run(stored))
+
+
 def match_outcome(
     snapshot: LifecycleSnapshot | None, outcome: Outcome
 ) -> tuple[InFlight, UserCodeSucceeded | UserCodeFailed | TerminateRequested] | None:
