@@ -51,6 +51,7 @@ from durable_jobs._commands import (
     RunUserCode,
     ScheduleAlarm,
     ScheduleRetry,
+    TakeQueueItem,
 )
 from durable_jobs._context import (
     ContextChanges,
@@ -304,6 +305,7 @@ __all__ = [
     "Snapshot",
     "StateResult",
     "StorageError",
+    "TakeQueueItem",
     "Task",
     "TaskClient",
     "TaskContext",

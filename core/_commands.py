@@ -41,6 +41,7 @@ __all__ = [
     "RunUserCode",
     "ScheduleAlarm",
     "ScheduleRetry",
+    "TakeQueueItem",
 ]
 
 Hook = Literal["execute", "on_event", "on_idle", "on_error", "on_dead_letter", "on_empty"]
@@ -144,6 +145,15 @@ class DeleteQueueItem:
 
 
 @attrs.frozen
+class TakeQueueItem:
+    """The pending event becomes the shard's current one: it leaves the queue as with
+    ``DeleteQueueItem``. A ``PutFinished`` for the same id always follows (the event is
+    finished one way or another), so an interpreter may keep the row for it."""
+
+    event_id: str
+
+
+@attrs.frozen
 class ClearQueue:
     """Remove every pending event of the shard's queue."""
 
@@ -174,6 +184,7 @@ Command = (
     | RunUserCode
     | PutQueueItem
     | DeleteQueueItem
+    | TakeQueueItem
     | ClearQueue
     | PutFinished
     | DeleteFinished

@@ -16,10 +16,12 @@ land elsewhere.
 sequence ascending); finished ids are ``FinishedEvent`` rows ordered by finish time. The
 core reads them through a ``QueueView`` — the head of the index, the oldest item, and
 for a request about one event id that id's item, its rank and its finished record — and
-changes them with the commands ``PutQueueItem``, ``DeleteQueueItem``, ``ClearQueue``,
-``PutFinished`` and ``DeleteFinished``. ``queue_reads`` tells an interpreter what to load
-for an input. An interpreter implements the primitive natively: a SQLite table with an
-index on (shard, -priority, seq), or keys in Durable Object storage. The snapshot holds
+changes them with the commands ``PutQueueItem``, ``DeleteQueueItem`` (a cancel),
+``TakeQueueItem`` (the head becomes the current event; its ``PutFinished`` always
+follows), ``ClearQueue``, ``PutFinished`` and ``DeleteFinished``. ``queue_reads`` tells
+an interpreter what to load for an input. An interpreter implements the primitive
+natively: a SQLite table with an index on (shard, -priority, seq), or keys in Durable
+Object storage. The snapshot holds
 only counters, the per-priority counts used for positions (one pair per distinct
 priority), and the *current* event.
 
@@ -71,6 +73,7 @@ from durable_jobs._commands import (
     PutFinished,
     PutQueueItem,
     RunUserCode,
+    TakeQueueItem,
 )
 from durable_jobs._definitions import WorkerPoolDefinition
 from durable_jobs._errors import Rejection
@@ -556,7 +559,7 @@ def _take_next(
         head = queue.head
         if head is None or shard.paused:
             return rt.commit(alarm, shard, effects)
-        effects.append(DeleteQueueItem(head.event_id))
+        effects.append(TakeQueueItem(head.event_id))
         changes = {
             "current": head,
             "queued": shard.queued - 1,

@@ -89,6 +89,7 @@ TAGS: Final[dict[type, str]] = {
     cmd.RunUserCode: "runUserCode",
     cmd.PutQueueItem: "putQueueItem",
     cmd.DeleteQueueItem: "deleteQueueItem",
+    cmd.TakeQueueItem: "takeQueueItem",
     cmd.ClearQueue: "clearQueue",
     cmd.PutFinished: "putFinished",
     cmd.DeleteFinished: "deleteFinished",

@@ -73,7 +73,7 @@ from contextlib import AbstractContextManager, closing, nullcontext
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, TypeVar, assert_never
+from typing import Any, Final, TypeVar, assert_never
 
 import attrs
 import click
@@ -412,11 +412,25 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as error:
         connection.close()
         raise CliError(f"cannot read {str(path)!r}: {error}") from None
-    needed = {"schema_info", "instances", "queue_items", "dead_letters", "telemetry"}
-    if not needed <= tables:
+    needed = {"schema_info", "instances", "dead_letters", "telemetry"}
+    if not needed <= tables or not tables & {"pool_events", "queue_items"}:
         connection.close()
         raise CliError(f"{str(path)!r} is not a durable-jobs database")
     return connection
+
+
+_QUEUED_PER_SHARD: Final = (
+    "SELECT i.job_name, i.user_id, i.snapshot, (SELECT COUNT(*) FROM pool_events q "
+    "WHERE q.instance_id = i.instance_id AND q.state = 0) "
+    "FROM instances i WHERE i.job_type = 'workerPool' "
+    "ORDER BY i.job_name, length(i.user_id), i.user_id LIMIT ?"
+)
+_QUEUED_PER_SHARD_V1: Final = (
+    "SELECT i.job_name, i.user_id, i.snapshot, "
+    "(SELECT COUNT(*) FROM queue_items q WHERE q.instance_id = i.instance_id) "
+    "FROM instances i WHERE i.job_type = 'workerPool' "
+    "ORDER BY i.job_name, length(i.user_id), i.user_id LIMIT ?"
+)
 
 
 def _read(connection: sqlite3.Connection, path: Path, limit: int) -> DatabaseView:
@@ -436,6 +450,10 @@ def _query(db: sqlite3.Connection, path: Path, limit: int) -> DatabaseView:
         raise CliError(
             f"{str(path)!r} has schema {schema}, newer than this library understands ({SCHEMA})"
         )
+    # Schema 3 keeps pending events in pool_events (state 0); inspect reads older files as
+    # they are (it never writes, so it never migrates).
+    legacy = schema < 3
+    per_shard = _QUEUED_PER_SHARD_V1 if legacy else _QUEUED_PER_SHARD
     instances = [
         StoredInstance(
             instance_id=instance_id,
@@ -458,13 +476,7 @@ def _query(db: sqlite3.Connection, path: Path, limit: int) -> DatabaseView:
     ]
     shards = [
         Shard(job_name, user_id, _snapshot_fields(text), int(queued))
-        for job_name, user_id, text, queued in db.execute(
-            "SELECT i.job_name, i.user_id, i.snapshot, "
-            "(SELECT COUNT(*) FROM queue_items q WHERE q.instance_id = i.instance_id) "
-            "FROM instances i WHERE i.job_type = 'workerPool' "
-            "ORDER BY i.job_name, length(i.user_id), i.user_id LIMIT ?",
-            (limit,),
-        )
+        for job_name, user_id, text, queued in db.execute(per_shard, (limit,))
     ]
     dead = [
         StoredDeadLetter(job_name, _json_object(text))
@@ -483,7 +495,11 @@ def _query(db: sqlite3.Connection, path: Path, limit: int) -> DatabaseView:
         shard_count=count("SELECT COUNT(*) FROM instances WHERE job_type = 'workerPool'"),
         dead_letters=dead,
         dead_letter_count=count("SELECT COUNT(*) FROM dead_letters"),
-        queued_count=count("SELECT COUNT(*) FROM queue_items"),
+        queued_count=count(
+            "SELECT COUNT(*) FROM queue_items"
+            if legacy
+            else "SELECT COUNT(*) FROM pool_events WHERE state = 0"
+        ),
         telemetry_count=count("SELECT COUNT(*) FROM telemetry"),
     )
 

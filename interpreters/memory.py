@@ -64,6 +64,7 @@ from durable_jobs import (
     ScheduleAlarm,
     ScheduleRetry,
     Snapshot,
+    TakeQueueItem,
     TelemetryEvent,
     Transition,
     WorkerPoolDefinition,
@@ -280,7 +281,7 @@ class MemoryInterpreter:
                     self._dead.append(record)
                 case PutQueueItem(item=item):
                     self._queue(instance_id).put(item)
-                case DeleteQueueItem(event_id=event_id):
+                case DeleteQueueItem(event_id=event_id) | TakeQueueItem(event_id=event_id):
                     self._queue(instance_id).delete(event_id)
                 case ClearQueue():
                     self._queue(instance_id).clear()

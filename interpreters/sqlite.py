@@ -89,6 +89,7 @@ from durable_jobs import (
     ScheduleAlarm,
     ScheduleRetry,
     StorageError,
+    TakeQueueItem,
     TelemetryEvent,
     Transition,
     WorkerPoolDefinition,
@@ -103,12 +104,28 @@ from durable_jobs.interpreters.clock import Clock, ManualClock, SystemClock
 
 __all__ = ["SCHEMA", "SqliteInterpreter"]
 
-SCHEMA: Final = 2
+SCHEMA: Final = 3
 """The database layout. 1: the first release. 2: no ``queue_age`` index (the oldest
-pending event is found by a loose scan of ``queue_order``; one index fewer to keep up
-on every enqueue and every processed event)."""
+pending event is found by a loose scan of the queue order). 3: a pool event is one row
+of ``pool_events`` from enqueue to the end of its dedup retention — ``state`` 0 pending,
+1 taken (the shard's current event), 2 finished — with partial indexes for the queue
+order and the finish time, instead of a row in ``queue_items`` deleted when taken and a
+new row in ``finished``. Taking and finishing an event then update one row and touch
+two small indexes, about half the pages written per processed event."""
+PENDING, TAKEN, FINISHED = 0, 1, 2
+"""``pool_events.state``."""
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     2: ("DROP INDEX IF EXISTS queue_age",),
+    3: (
+        "INSERT INTO pool_events (instance_id, event_id, state, neg_priority, seq, item)"
+        " SELECT instance_id, event_id, 0, neg_priority, seq, item FROM queue_items",
+        # An id pending again after its finished record expired keeps the pending row
+        # (the expired record only waited to be pruned).
+        "INSERT OR IGNORE INTO pool_events (instance_id, event_id, state, finished_at, record)"
+        " SELECT instance_id, event_id, 2, finished_at, record FROM finished",
+        "DROP TABLE queue_items",
+        "DROP TABLE finished",
+    ),
 }
 """The statements that bring a database at schema ``n - 1`` to ``n``: run in order, in
 the transaction that opens the file, so a file is migrated whole or not at all."""
@@ -148,23 +165,21 @@ CREATE INDEX IF NOT EXISTS instances_alarm
     ON instances (alarm_at, alarm_seq) WHERE alarm_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS instances_running
     ON instances (lease_until) WHERE running = 1;
-CREATE TABLE IF NOT EXISTS queue_items (
+CREATE TABLE IF NOT EXISTS pool_events (
     instance_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
-    neg_priority INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    item TEXT NOT NULL,
-    PRIMARY KEY (instance_id, event_id)
+    state INTEGER NOT NULL,
+    neg_priority INTEGER,
+    seq INTEGER,
+    item TEXT,
+    finished_at INTEGER,
+    record TEXT,
+    UNIQUE (instance_id, event_id)
 );
-CREATE INDEX IF NOT EXISTS queue_order ON queue_items (instance_id, neg_priority, seq);
-CREATE TABLE IF NOT EXISTS finished (
-    instance_id TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    finished_at INTEGER NOT NULL,
-    record TEXT NOT NULL,
-    PRIMARY KEY (instance_id, event_id)
-);
-CREATE INDEX IF NOT EXISTS finished_age ON finished (instance_id, finished_at);
+CREATE INDEX IF NOT EXISTS pool_queue
+    ON pool_events (instance_id, neg_priority, seq, state) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS pool_finished
+    ON pool_events (instance_id, finished_at) WHERE state = 2;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job_name TEXT NOT NULL,
@@ -184,20 +199,41 @@ class _Retry(Exception):
 
 _OLDEST: Final = """
 WITH RECURSIVE levels(np) AS (
-    SELECT MIN(neg_priority) FROM queue_items WHERE instance_id = ?1
+    SELECT MIN(neg_priority) FROM pool_events WHERE instance_id = ?1 AND state = 0
     UNION ALL
-    SELECT (SELECT MIN(neg_priority) FROM queue_items WHERE instance_id = ?1 AND neg_priority > np)
+    SELECT (SELECT MIN(neg_priority) FROM pool_events
+            WHERE instance_id = ?1 AND state = 0 AND neg_priority > np)
     FROM levels WHERE np IS NOT NULL
 )
-SELECT item FROM queue_items WHERE rowid IN (
-    SELECT (SELECT rowid FROM queue_items WHERE instance_id = ?1 AND neg_priority = np
-            ORDER BY seq LIMIT 1)
+SELECT item FROM pool_events WHERE rowid IN (
+    SELECT (SELECT rowid FROM pool_events WHERE instance_id = ?1 AND state = 0
+            AND neg_priority = np ORDER BY seq LIMIT 1)
     FROM levels WHERE np IS NOT NULL
 ) ORDER BY seq LIMIT 1
 """
-"""The pending event enqueued first: the first of each priority level in ``queue_order``
+"""The pending event enqueued first: the first of each priority level in ``pool_queue``
 (found by a loose index scan, so the cost is the number of distinct priorities times
 log n, not n), then the lowest ``seq`` among them."""
+_HEAD_AND_EXPIRED: Final = (
+    "SELECT 0, item FROM (SELECT item FROM pool_events WHERE instance_id = ?1 AND state = 0 "
+    "ORDER BY neg_priority, seq LIMIT 1) UNION ALL SELECT 2, record FROM "
+    "(SELECT record FROM pool_events WHERE instance_id = ?1 AND state = 2 "
+    "AND finished_at < ?2 ORDER BY finished_at LIMIT ?3)"
+)
+_RANK: Final = (
+    "SELECT (SELECT COUNT(*) FROM pool_events WHERE instance_id = ?1 AND state = 0 "
+    "AND neg_priority < ?2) + (SELECT COUNT(*) FROM pool_events WHERE instance_id = ?1 "
+    "AND state = 0 AND neg_priority = ?2 AND seq < ?3)"
+)
+"""How many pending events are ahead of one: two index range counts."""
+_EVENT_ONE: Final = (
+    "SELECT event_id, state, item, neg_priority, seq, record FROM pool_events "
+    "WHERE instance_id = ? AND event_id = ?"
+)
+_EVENT_MANY: Final = (
+    "SELECT event_id, state, item, neg_priority, seq, record FROM pool_events "
+    "WHERE instance_id = ? AND event_id IN (SELECT value FROM json_each(?))"
+)
 
 _NO_READS: Final = QueueReads()
 _EMPTY_VIEW: Final[QueueView[Any]] = QueueView()
@@ -883,82 +919,59 @@ class SqliteInterpreter:
         expired: tuple[FinishedEvent, ...] = ()
         if reads.head and reads.expired_before is not None:
             # A fired alarm needs both: one statement (the hot path of every pool event).
-            rows = db.execute(
-                "SELECT 0, item FROM (SELECT item FROM queue_items WHERE instance_id = ? "
-                "ORDER BY neg_priority, seq LIMIT 1) UNION ALL SELECT 1, record FROM "
-                "(SELECT record FROM finished WHERE instance_id = ? AND finished_at < ? "
-                "ORDER BY finished_at LIMIT ?)",
-                (instance_id, instance_id, reads.expired_before, reads.limit),
-            ).fetchall()
-            head = next(((text,) for kind, text in rows if kind == 0), None)
-            found = [finished_of(text) for kind, text in rows if kind == 1]
+            rows = db.execute(_HEAD_AND_EXPIRED, (instance_id, reads.expired_before, reads.limit))
+            found: list[FinishedEvent] = []
+            for kind, text in rows.fetchall():
+                if kind == PENDING:
+                    head = (text,)
+                else:
+                    found.append(finished_of(text))
             expired = tuple(sorted(found, key=lambda record: record.finished_at))
             reads = attrs.evolve(reads, head=False, expired_before=None)
         if reads.head:
             head = db.execute(
-                "SELECT item FROM queue_items WHERE instance_id = ? "
+                "SELECT item FROM pool_events WHERE instance_id = ? AND state = 0 "
                 "ORDER BY neg_priority, seq LIMIT 1",
                 (instance_id,),
             ).fetchone()
         if reads.oldest:
             oldest = db.execute(_OLDEST, (instance_id,)).fetchone()
-        item = finished = None
-        ahead = 0
-        if reads.event_id is not None:
-            row = db.execute(
-                "SELECT item, neg_priority, seq FROM queue_items WHERE instance_id = ? AND event_id = ?",
-                (instance_id, reads.event_id),
-            ).fetchone()
-            if row is not None:
-                item = item_of(row[0])
-                ahead = db.execute(
-                    "SELECT COUNT(*) FROM queue_items WHERE instance_id = ? AND "
-                    "(neg_priority < ? OR (neg_priority = ? AND seq < ?))",
-                    (instance_id, row[1], row[1], row[2]),
-                ).fetchone()[0]
-            done = db.execute(
-                "SELECT record FROM finished WHERE instance_id = ? AND event_id = ?",
-                (instance_id, reads.event_id),
-            ).fetchone()
-            finished = None if done is None else finished_of(done[0])
         if reads.expired_before is not None:
             rows = db.execute(
-                "SELECT record FROM finished WHERE instance_id = ? AND finished_at < ? "
-                "ORDER BY finished_at LIMIT ?",
+                "SELECT record FROM pool_events WHERE instance_id = ? AND state = 2 "
+                "AND finished_at < ? ORDER BY finished_at LIMIT ?",
                 (instance_id, reads.expired_before, reads.limit),
-            ).fetchall()
-            expired = tuple(finished_of(text) for (text,) in rows)
-        pending: list[tuple[Any, int]] = []
-        records: list[FinishedEvent] = []
-        if reads.event_ids:
-            wanted = json.dumps(reads.event_ids)
-            for text, neg_priority, seq in db.execute(
-                "SELECT item, neg_priority, seq FROM queue_items WHERE instance_id = ? AND "
-                "event_id IN (SELECT value FROM json_each(?))",
-                (instance_id, wanted),
-            ).fetchall():
-                rank = db.execute(
-                    "SELECT COUNT(*) FROM queue_items WHERE instance_id = ? AND "
-                    "(neg_priority < ? OR (neg_priority = ? AND seq < ?))",
-                    (instance_id, neg_priority, neg_priority, seq),
-                ).fetchone()[0]
-                pending.append((item_of(text), rank))
-            records = [
-                finished_of(text)
-                for (text,) in db.execute(
-                    "SELECT record FROM finished WHERE instance_id = ? AND "
-                    "event_id IN (SELECT value FROM json_each(?))",
-                    (instance_id, wanted),
-                ).fetchall()
-            ]
+            )
+            expired = tuple(finished_of(text) for (text,) in rows.fetchall())
+        ids = reads.event_ids if reads.event_id is None else (reads.event_id,)
+        pending: dict[str, tuple[Any, int]] = {}
+        records: dict[str, FinishedEvent] = {}
+        if ids:
+            if len(ids) == 1:
+                rows = db.execute(_EVENT_ONE, (instance_id, ids[0]))
+            else:
+                rows = db.execute(_EVENT_MANY, (instance_id, json.dumps(ids)))
+            for event_id, state, text, neg_priority, seq, record in rows.fetchall():
+                if state == PENDING:
+                    rank = db.execute(_RANK, (instance_id, neg_priority, seq)).fetchone()[0]
+                    pending[event_id] = (item_of(text), rank)
+                elif state == FINISHED:
+                    records[event_id] = finished_of(record)
+        if reads.event_id is not None:
+            item, ahead = pending.get(reads.event_id, (None, 0))
+            return QueueView(
+                head=item_of(head[0] if head else None),
+                oldest=item_of(oldest[0] if oldest else None),
+                item=item,
+                ahead=ahead,
+                finished=records.get(reads.event_id),
+                expired=expired,
+            )
         return QueueView(
-            pending=tuple(pending),
-            finished_records=tuple(records),
+            pending=tuple(pending.values()),
+            finished_records=tuple(records.values()),
             head=item_of(head[0] if head else None),
             oldest=item_of(oldest[0] if oldest else None),
-            item=item,
-            ahead=ahead,
-            finished=finished,
             expired=expired,
         )
 
@@ -997,23 +1010,42 @@ class SqliteInterpreter:
                         (definition.name, json.dumps(codec.encode_dead_letter(record))),
                     )
                 case PutQueueItem(item=item):
-                    data = codec.converter.unstructure(item, codec.item_type)
+                    # Replaces only an expired finished row of the same id (the core
+                    # never queues an id that is pending, running or still remembered).
                     db.execute(
-                        "INSERT INTO queue_items (instance_id, event_id, neg_priority, seq, item)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (instance_id, item.event_id, -item.priority, item.seq, json.dumps(data)),
+                        "INSERT OR REPLACE INTO pool_events (instance_id, event_id, state,"
+                        " neg_priority, seq, item) VALUES (?, ?, 0, ?, ?, ?)",
+                        (
+                            instance_id,
+                            item.event_id,
+                            -item.priority,
+                            item.seq,
+                            json.dumps(codec.converter.unstructure(item, codec.item_type)),
+                        ),
                     )
                 case DeleteQueueItem(event_id=event_id):
                     db.execute(
-                        "DELETE FROM queue_items WHERE instance_id = ? AND event_id = ?",
+                        "DELETE FROM pool_events WHERE instance_id = ? AND event_id = ?"
+                        " AND state = 0",
+                        (instance_id, event_id),
+                    )
+                case TakeQueueItem(event_id=event_id):
+                    db.execute(
+                        "UPDATE pool_events SET state = 1 WHERE instance_id = ? AND event_id = ?"
+                        " AND state = 0",
                         (instance_id, event_id),
                     )
                 case ClearQueue():
-                    db.execute("DELETE FROM queue_items WHERE instance_id = ?", (instance_id,))
+                    db.execute(
+                        "DELETE FROM pool_events WHERE instance_id = ? AND state = 0",
+                        (instance_id,),
+                    )
                 case PutFinished(record=record):
                     db.execute(
-                        "INSERT OR REPLACE INTO finished (instance_id, event_id, finished_at, record)"
-                        " VALUES (?, ?, ?, ?)",
+                        "INSERT INTO pool_events (instance_id, event_id, state, finished_at, record)"
+                        " VALUES (?, ?, 2, ?, ?) ON CONFLICT (instance_id, event_id) DO UPDATE"
+                        " SET state = 2, finished_at = excluded.finished_at,"
+                        " record = excluded.record, neg_priority = NULL, seq = NULL, item = NULL",
                         (
                             instance_id,
                             record.event_id,
@@ -1023,7 +1055,8 @@ class SqliteInterpreter:
                     )
                 case DeleteFinished(records=records):
                     db.executemany(
-                        "DELETE FROM finished WHERE instance_id = ? AND event_id = ? AND finished_at = ?",
+                        "DELETE FROM pool_events WHERE instance_id = ? AND event_id = ?"
+                        " AND state = 2 AND finished_at = ?",
                         [(instance_id, r.event_id, r.finished_at) for r in records],
                     )
                 case RunUserCode():

@@ -20,6 +20,7 @@ import pytest
 
 from durable_jobs.interpreters.cli import main
 from durable_jobs.interpreters.sqlite import SCHEMA, SqliteInterpreter
+from tests.sqlite.schema1 import TO_SCHEMA_1
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -380,7 +381,9 @@ def test_inspect_shows_instances_pool_depths_and_dead_letters(served: Served) ->
     result = _run("inspect", "--db", str(served.db))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert f"{served.db}: schema {SCHEMA}, 2 instance(s), 0 queued event(s), 1 dead letter(s)" in out
+    assert (
+        f"{served.db}: schema {SCHEMA}, 2 instance(s), 0 queued event(s), 1 dead letter(s)" in out
+    )
     instances = out.split("Instances (2)", 1)[1].split("Worker pool shards", 1)[0]
     rows = [line.split() for line in instances.splitlines() if line.startswith("workerPool")]
     assert [row[:4] for row in rows] == [
@@ -430,6 +433,22 @@ def test_inspect_shows_pending_work_and_limits_rows(jobs_module: JobsModule) -> 
     assert "Worker pool shards (2, showing 1 (--limit))" in out
     assert "mailer   0       paused        6" in out
     assert "Dead letters: none" in out
+
+
+def test_inspect_reads_a_schema_1_file_without_migrating_it(jobs_module: JobsModule) -> None:
+    db = jobs_module.folder / "old.db"
+    with SqliteInterpreter(jobs_module.module.JOBS, db) as interpreter:
+        pool = interpreter.client().worker_pool(jobs_module.module.mailer)
+        pool.pause()
+        for event in EVENTS:
+            pool.enqueue(id=event, event=event)
+    raw = sqlite3.connect(db)
+    raw.executescript(TO_SCHEMA_1)
+    raw.close()
+    result = _run("inspect", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert f"{db}: schema 1, 2 instance(s), 12 queued event(s)" in result.stdout
+    assert "mailer   0       paused        6" in result.stdout
 
 
 def test_inspect_does_not_write_the_database(served: Served) -> None:

@@ -66,6 +66,7 @@ from durable_jobs import (
     RunUserCode,
     ScheduleAlarm,
     ScheduleRetry,
+    TakeQueueItem,
     Task,
     TaskGetState,
     TaskSend,
@@ -256,7 +257,7 @@ def walk(data: st.DataObject, name: str) -> list[Visit]:
                     run = command
                 elif isinstance(command, PutQueueItem):
                     queue.put(command.item)
-                elif isinstance(command, DeleteQueueItem):
+                elif isinstance(command, DeleteQueueItem | TakeQueueItem):
                     queue.delete(command.event_id)
                 elif isinstance(command, ClearQueue):
                     queue.clear()
@@ -344,6 +345,7 @@ def test_the_walk_reaches_the_interesting_states() -> None:
     assert {
         "PutQueueItem",
         "DeleteQueueItem",
+        "TakeQueueItem",
         "PutFinished",
         "DeleteFinished",
         "ClearQueue",

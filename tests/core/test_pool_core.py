@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from durable_jobs import (
     AlarmFired,
     CancelAlarm,
-    DeleteQueueItem,
     Emit,
     Instant,
     JobFailed,
@@ -22,6 +21,7 @@ from durable_jobs import (
     RunInterrupted,
     RunUserCode,
     ScheduleRetry,
+    TakeQueueItem,
     WorkerPool,
     decide,
     java_hash32,
@@ -70,8 +70,8 @@ def test_a_run_is_recorded_as_started_and_an_interruption_counts_as_a_failure() 
     item = next(c.item for c in enqueued.commands if isinstance(c, PutQueueItem))
     fired = decide(pool, PoolView(shard, QueueView(head=item)), AlarmFired(now), now).unwrap()
     kinds = [type(c) for c in fired.commands]
-    # The attempt, the current event and the row's deletion are committed before user code.
-    assert kinds == [DeleteQueueItem, Persist, CancelAlarm, RunUserCode]
+    # The attempt, the current event and the row's taking are committed before user code.
+    assert kinds == [TakeQueueItem, Persist, CancelAlarm, RunUserCode]
     started = fired.snapshot
     assert started.current == item
     assert started.in_flight is not None

@@ -20,7 +20,8 @@ from durable_jobs import (
     WorkerPool,
 )
 from durable_jobs.interpreters.clock import ManualClock
-from durable_jobs.interpreters.sqlite import SqliteInterpreter
+from durable_jobs.interpreters.sqlite import SCHEMA, SqliteInterpreter
+from tests.sqlite.schema1 import TO_SCHEMA_1
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -144,30 +145,29 @@ def test_a_schema_1_file_is_migrated_in_place_and_keeps_its_work(tmp_path: Path)
     path = tmp_path / "jobs.db"
     with SqliteInterpreter(JOBS, path, clock=ManualClock(START)) as db:
         pool = db.client().worker_pool("send")
-        pool.enqueue(id="low", event=1)
-        db.advance("1 second")  # "low" ran; the next ones stay queued (paused)
+        pool.enqueue(id="done", event=1)
+        db.advance("1 second")  # "done" ran and is remembered for dedup
         pool.pause()
         pool.enqueue(id="old", event=2)
         db.advance("1 second")
         pool.enqueue(id="urgent", event=3, priority=9)
-    # Schema 1 was this layout plus the queue_age index.
     raw = sqlite3.connect(path)
-    raw.execute("CREATE INDEX queue_age ON queue_items (instance_id, seq)")
-    raw.execute("UPDATE schema_info SET value = 1 WHERE name = 'schema'")
-    raw.commit()
+    raw.executescript(TO_SCHEMA_1)
     raw.close()
     with SqliteInterpreter(JOBS, path, clock=ManualClock(START + timedelta(seconds=2))) as db:
         raw = sqlite3.connect(path)
-        indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         schema = raw.execute("SELECT value FROM schema_info WHERE name = 'schema'").fetchone()
         raw.close()
-        assert "queue_age" not in indexes
-        assert schema == (2,)
+        assert {"queue_items", "finished"}.isdisjoint(tables)
+        assert schema == (SCHEMA,)
         pool = db.client().worker_pool("send")
         status = pool.instance_status(0)
-        assert status.pending_count == 2
+        assert (status.pending_count, status.processed_count) == (2, 1)
         # the oldest pending event is "old", though "urgent" is ahead of it in the queue
         assert status.oldest_enqueued_at == START + timedelta(seconds=1)
+        assert pool.enqueue(id="done", event=1).duplicate  # the finished record came along
+        assert pool.enqueue(id="urgent", event=3).position == 0
         pool.resume()
         db.advance("1 second")
         assert pool.status().total_processed == 3
