@@ -9,6 +9,22 @@ snapshot, alarm, queue rows, finished records, dead letters, telemetry outbox â€
 commits. User code runs between transactions, never inside one. The interpreter holds no
 job semantics: it only carries out commands.
 
+*Group commit.* A worker's writes all happen on one thread: the transitions of every
+instance that is ready (claimed, or back from its user code) are made in one
+transaction, each in a savepoint so that one unreadable row fails alone, and user code
+starts only after that commit. Concurrent runs so share one fsync while each attempt is
+still durable before it runs and each outcome before the next attempt of its instance.
+A transition that leaves the same instance due at once fires that alarm in the same
+transaction (at most ``group_commit`` times, for fairness). The instance row is written
+once per step with its alarm, and the transaction's telemetry goes out in one
+statement. ``enqueue_many`` writes a whole batch in one transaction.
+
+*Pool storage.* A WorkerPool event is one ``pool_events`` row from its enqueue until its
+dedup record expires: pending (in the ``pool_queue`` partial index, in processing
+order), taken (the shard's current event), finished (in the ``pool_finished`` partial
+index, by finish time). Taking and finishing update that row, so a processed event
+writes few pages.
+
 *Optimistic chains.* A request whose first transition starts user code without
 persisting (a Debounce reducer, a Task ``on_event``) keeps the working snapshot in memory.
 When its outcome comes back, the step checks that the stored ``version`` is still the
@@ -32,7 +48,13 @@ scenarios run deterministically; the contract suite runs that way.
 
 *Stored data.* Rows are JSON through the core's ``Codec``, with a schema version. A row
 that cannot be read raises ``StorageError`` naming the instance; the database's own
-schema version is checked when it is opened (a newer one is refused).
+schema version is checked when it is opened (a newer one is refused, an older one is
+migrated in the opening transaction by ``MIGRATIONS``).
+
+Decisions where the issue was silent: ``stop()`` is graceful (no new work; runs going
+finish and their outcomes commit before ``run_forever`` returns), ``close()`` is not
+(a run cut off counts as interrupted when its lease expires); a due row of a job this
+registry does not define is left alone (another program sharing the file runs it).
 """
 
 from __future__ import annotations
