@@ -299,6 +299,14 @@ class WorkerPoolClient(_JobClient[Any], Generic[E]):
         ``QueueFullError`` leaves nothing written. Interpreters whose shards live apart
         write shard by shard: after an error, send the same batch again — the ids already
         queued come back as duplicates.
+
+        >>> from durable_jobs import Enqueue, Jobs, WorkerPool
+        >>> from durable_jobs.interpreters.memory import MemoryInterpreter
+        >>> mail = WorkerPool.make(event=str, concurrency=2, execute=print)
+        >>> pool = MemoryInterpreter(Jobs(mail=mail)).client().worker_pool(mail)
+        >>> sent = pool.enqueue_many([Enqueue("a", "hi"), Enqueue("b", "yo"), Enqueue("a", "hi")])
+        >>> [(r.event_id, r.duplicate) for r in sent]
+        [('a', False), ('b', False), ('a', True)]
         """
         batch = list(events)
         for one in batch:
