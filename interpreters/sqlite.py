@@ -269,6 +269,9 @@ class _RowChange:
     snapshot: Any = None
     alarm: Instant | None = None
     alarm_changed: bool = False
+    started: bool = False
+    """A run started in this step: the writer takes the lease. A write that starts no
+    run (an enqueue while an event runs, from any process) leaves the lease alone."""
 
 
 _UPSERT = (
@@ -350,6 +353,7 @@ class SqliteInterpreter:
         self._claimed: set[str] = set()  # picked by this process's worker, not yet done
         self._held: set[str] = set()  # a worker's runs committed as started, not yet back
         self._foreign: set[str] = set()  # due rows of jobs this registry does not hold
+        self._local = threading.local()  # per thread: runs going, run_due's queued runs
         self._outbox: list[tuple[str, str]] = []  # telemetry rows of the open transaction
         self._seq: int | None = None  # the alarm sequence within the open transaction
         self._seq_read: int | None = None
@@ -491,7 +495,7 @@ class SqliteInterpreter:
         target = Instant(int((when - to_datetime(Instant(0))) / timedelta(milliseconds=1)))
         if target < clock.now():
             raise ValueError(f"cannot move the clock back from {self.now()} to {when}")
-        if self._busy:
+        if self._local_running():
             raise RuntimeError("advance cannot be called from user code")
         while True:
             due = self._next_due(target)
@@ -515,15 +519,28 @@ class SqliteInterpreter:
         """
         taken = 0
         ready: list[tuple[_Chain, Input | None]] = []
-        while True:
-            room = min(self._batch - len(ready), limit - taken)
-            if room > 0:
-                fresh = self._claim(room)
-                taken += len(fresh)
-                ready.extend((chain, None) for chain in fresh)
-            if not ready:
-                return taken
-            ready = [(chain, self._run(chain, run)) for chain, run in self._advance(ready)]
+        queued = self._local_queued()
+        try:
+            while True:
+                room = min(self._batch - len(ready), limit - taken)
+                if room > 0:
+                    fresh = self._claim(room)
+                    taken += len(fresh)
+                    ready.extend((chain, None) for chain in fresh)
+                if not ready:
+                    return taken
+                queued.update(
+                    (chain.instance_id, (chain, run)) for chain, run in self._advance(ready)
+                )
+                ready = []
+                while queued:
+                    chain, run = queued.pop(next(iter(queued)))
+                    ready.append((chain, self._run(chain, run)))
+        except BaseException:
+            for chain, _ in [*ready, *queued.values()]:
+                self._abandon(chain)
+            queued.clear()
+            raise
 
     def run_forever(self, poll: timedelta | str = "1 second", workers: int = 8) -> None:
         """Run due work until ``stop`` or ``close`` is called (from a signal handler or a
@@ -544,7 +561,7 @@ class SqliteInterpreter:
         # run_sync turns what user code raises into an outcome); that chain is dropped
         # and its lease left to expire, which counts the attempt interrupted.
         outcomes: queue.SimpleQueue[tuple[_Chain, Input | None]] = queue.SimpleQueue()
-        active = 0  # chains taken up and not finished
+        active: dict[str, _Chain] = {}  # chains taken up and not finished
         ready: list[tuple[_Chain, Input | None]] = []
 
         def run_one(chain: _Chain, run: RunUserCode) -> None:
@@ -558,13 +575,11 @@ class SqliteInterpreter:
                 self._wake.set()
 
         def collect(chain: _Chain, outcome: Input | None) -> None:
-            nonlocal active
             if outcome is not None:
                 ready.append((chain, outcome))
             else:
-                chain.steps.close()
-                self._let_go(chain)
-                active -= 1
+                active.pop(chain.instance_id, None)
+                self._abandon(chain)
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-jobs") as pool:
             try:
@@ -575,20 +590,23 @@ class SqliteInterpreter:
                         except queue.Empty:
                             break
                     taking = self._running()
-                    if taking and active < workers:
-                        fresh = self._claim(workers - active)
-                        active += len(fresh)
+                    if taking and len(active) < workers:
+                        fresh = self._claim(workers - len(active))
+                        active.update((chain.instance_id, chain) for chain in fresh)
                         ready.extend((chain, None) for chain in fresh)
                     if ready:
                         runs = self._advance(ready)
-                        active -= len(ready) - len(runs)
+                        going = {chain.instance_id for chain, _ in runs}
+                        for chain, _ in ready:
+                            if chain.instance_id not in going:
+                                active.pop(chain.instance_id, None)
                         ready = []
                         for chain, run in runs:
                             pool.submit(run_one, chain, run)
                         continue
-                    if not taking and active == 0:
+                    if not taking and not active:
                         return  # stopped, and every run's outcome is committed
-                    if active >= workers or not taking:
+                    if len(active) >= workers or not taking:
                         # Every slot is busy (or no more are taken up): only an outcome
                         # can bring work, so wait for one without polling the database.
                         with suppress(queue.Empty):
@@ -599,20 +617,79 @@ class SqliteInterpreter:
                     if upcoming is not None:
                         wait = min(poll_s, max(0.0, (upcoming - self.now()).total_seconds()))
                     self._sleep(wait)
-            except DurableJobsError:
+            except (DurableJobsError, sqlite3.Error):
                 if self.closed():
                     return  # closed while claiming or writing
                 raise
+            finally:
+                # Closed, or a write failed: the chains still taken up are let go; their
+                # runs' leases expire and the attempts count as interrupted.
+                for chain in active.values():
+                    self._abandon(chain)
 
     def _run(self, chain: _Chain, run: RunUserCode) -> Input:
         """Run one hook of ``chain`` (its attempt is committed already); its outcome."""
         instance_id = chain.instance_id
+        here = self._local_running()
         self._busy.add(instance_id)
+        here.add(instance_id)
         self._start_heartbeat()
         try:
             return run_sync(chain.definition, run, self._clock.now())
         finally:
             self._busy.discard(instance_id)
+            here.discard(instance_id)
+
+    def _local_running(self) -> set[str]:
+        """The instances whose user code this thread is running (re-entrancy guard)."""
+        running: set[str] | None = getattr(self._local, "running", None)
+        if running is None:
+            running = self._local.running = set()
+        return running
+
+    def _local_queued(self) -> dict[str, tuple[_Chain, RunUserCode]]:
+        """``run_due`` on this thread: runs committed as started, not yet run."""
+        queued: dict[str, tuple[_Chain, RunUserCode]] | None = getattr(self._local, "queued", None)
+        if queued is None:
+            queued = self._local.queued = {}
+        return queued
+
+    def _help(self, instance_ids: Sequence[str]) -> bool:
+        """Run now a run of this thread's ``run_due`` batch that a request is waiting for.
+
+        In a batch every attempt is committed before the first one runs; a request from
+        one of those runs to another instance of the batch would see that instance busy
+        until the batch reached it, in the very thread that waits. Its run is done at
+        once instead (and its chain to the end), then the request is retried.
+        """
+        queued = self._local_queued()
+        for instance_id in instance_ids:
+            entry = queued.pop(instance_id, None)
+            if entry is not None:
+                chain, run = entry
+                self._finish(chain, self._run(chain, run))
+                return True
+        return False
+
+    def _finish(self, chain: _Chain, outcome: Input) -> None:
+        """Drive a chain to its end, one transaction per step."""
+        try:
+            while True:
+                with self._transaction():
+                    try:
+                        run = chain.steps.send(outcome)
+                    except StopIteration:
+                        return
+                outcome = self._run(chain, run)
+        except DurableJobsError as error:
+            self._report(chain.instance_id, error)
+        finally:
+            self._let_go(chain)
+
+    def _abandon(self, chain: _Chain) -> None:
+        """Give a chain up (its run's lease expires: the attempt counts as interrupted)."""
+        chain.steps.close()
+        self._let_go(chain)
 
     def _sleep(self, seconds: float) -> None:
         """Wait up to ``seconds``: less if woken in-process or another process wrote."""
@@ -645,6 +722,22 @@ class SqliteInterpreter:
         """
         runs: list[tuple[_Chain, RunUserCode]] = []
         failed: list[tuple[_Chain, DurableJobsError]] = []
+        try:
+            self._advance_in(ready, runs, failed)
+        except BaseException:
+            for chain, _ in ready:  # the transaction did not commit: nothing of it holds
+                self._abandon(chain)
+            raise
+        for chain, problem in failed:
+            self._report(chain.instance_id, problem)
+        return runs
+
+    def _advance_in(
+        self,
+        ready: list[tuple[_Chain, Input | None]],
+        runs: list[tuple[_Chain, RunUserCode]],
+        failed: list[tuple[_Chain, DurableJobsError]],
+    ) -> None:
         db = self._db
         with self._transaction():
             for chain, outcome in ready:
@@ -667,9 +760,6 @@ class SqliteInterpreter:
                 db.execute("RELEASE chain")
                 self._held.add(chain.instance_id)
                 runs.append((chain, run))
-        for chain, problem in failed:
-            self._report(chain.instance_id, problem)
-        return runs
 
     def _let_go(self, chain: _Chain) -> None:
         self._held.discard(chain.instance_id)
@@ -687,10 +777,7 @@ class SqliteInterpreter:
     # --------------------------------------------------------- Dispatcher protocol
     def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
         key = InstanceKey(definition.job_type, definition.name, request.id)
-        if key.instance_id in self._busy:
-            raise ConflictError(
-                f"{key.instance_id} is running user code and cannot be called from it"
-            )
+        self._not_reentrant([key])
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 reply = self._chain(definition, key.instance_id, request)
@@ -698,7 +785,8 @@ class SqliteInterpreter:
                 time.sleep(0.001)
                 continue
             except ConflictError:
-                time.sleep(0.01)  # a run is in flight in another process: wait for it
+                if not self._help([key.instance_id]):
+                    time.sleep(0.01)  # a run is in flight elsewhere: wait for it
                 continue
             if reply is None:  # pragma: no cover - every request chain ends in a reply
                 raise DurableJobsError(f"no reply to {request!r}")
@@ -713,15 +801,27 @@ class SqliteInterpreter:
         keys = [InstanceKey(definition.job_type, definition.name, r.id) for r in requests]
         if len({key.instance_id for key in keys}) != len(keys):
             raise ValueError("dispatch_many takes one request per instance")
+        self._not_reentrant(keys)
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 replies = self._many(definition, keys, requests)
             except ConflictError:
-                time.sleep(0.01)  # a run is in flight in another process: wait for it
+                if not self._help([key.instance_id for key in keys]):
+                    time.sleep(0.01)  # a run is in flight elsewhere: wait for it
                 continue
             self._wake.set()
             return replies
         raise ConflictError(f"{keys[0].instance_id} kept changing; gave up after retries")
+
+    def _not_reentrant(self, keys: Sequence[InstanceKey]) -> None:
+        """A request from user code to the instance this thread is running is refused (as
+        in memory); other threads' requests to a running instance wait for it."""
+        here = self._local_running()
+        for key in keys:
+            if key.instance_id in here:
+                raise ConflictError(
+                    f"{key.instance_id} is running user code and cannot be called from it"
+                )
 
     def _many(
         self, definition: Definition, keys: list[InstanceKey], requests: Sequence[Request]
@@ -729,10 +829,6 @@ class SqliteInterpreter:
         replies: list[ReplyValue] = []
         with self._transaction():
             for key, request in zip(keys, requests, strict=True):
-                if key.instance_id in self._busy:
-                    raise ConflictError(
-                        f"{key.instance_id} is running user code and cannot be called from it"
-                    )
                 snapshot, _ = self._load(definition, key.instance_id)
                 now = self._clock.now()
                 row = _RowChange()
@@ -846,6 +942,13 @@ class SqliteInterpreter:
         worker (a row whose lease expired while its snapshot shows a run in flight)."""
         if not recovering:
             return (yield from self._steps(definition, instance_id, AlarmFired(at), worker=True))
+        # Claims only read: another worker may have recovered this row since (and started
+        # a new attempt under a fresh lease). Only a lease still expired is recovered.
+        lease = self._db.execute(
+            "SELECT running, lease_until FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        if lease is None or lease[0] != 1 or lease[1] is None or lease[1] > self._clock.now():
+            return None
         snapshot, _ = self._load(definition, instance_id)
         if snapshot is None or snapshot.in_flight is None:
             return None
@@ -1083,6 +1186,7 @@ class SqliteInterpreter:
                     )
                 case RunUserCode():
                     run = command
+                    row.started = True
                 case Reply(value=value):
                     reply = value
         return run, reply
@@ -1095,7 +1199,21 @@ class SqliteInterpreter:
             seq = None if row.alarm is None else self._next_alarm_seq()
             alarm_values = (row.alarm, seq)
         snapshot = row.snapshot
-        if snapshot is not None:
+        if snapshot is not None and snapshot.in_flight is not None and not row.started:
+            # The run in flight is someone else's (or an earlier step's): keep its lease.
+            text = self._codecs[definition.name].encode_snapshot(snapshot)
+            if alarm_values:
+                db.execute(
+                    "UPDATE instances SET snapshot = ?, version = ?, alarm_at = ?,"
+                    " alarm_seq = ? WHERE instance_id = ?",
+                    (text, snapshot.version, *alarm_values, instance_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE instances SET snapshot = ?, version = ? WHERE instance_id = ?",
+                    (text, snapshot.version, instance_id),
+                )
+        elif snapshot is not None:
             running = snapshot.in_flight is not None
             values = (
                 instance_id,
@@ -1117,7 +1235,7 @@ class SqliteInterpreter:
                 "UPDATE instances SET alarm_at = ?, alarm_seq = ? WHERE instance_id = ?",
                 (*alarm_values, instance_id),
             )
-        row.snapshot, row.alarm, row.alarm_changed = None, None, False
+        row.snapshot, row.alarm, row.alarm_changed, row.started = None, None, False, False
 
     def _next_alarm_seq(self) -> int:
         """The next alarm sequence number: read once per transaction, stored at commit."""

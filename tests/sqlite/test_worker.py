@@ -11,8 +11,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from durable_jobs import Enqueue, Jobs, PoolContext, Task, TaskContext, WorkerPool
+import pytest
+
+from durable_jobs import (
+    Backoff,
+    ConflictError,
+    Enqueue,
+    Instant,
+    Jobs,
+    PoolContext,
+    Retry,
+    Task,
+    TaskContext,
+    WorkerPool,
+)
+from durable_jobs.interpreters.clock import ManualClock
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
 
 ran: dict[str, float] = {}
@@ -225,3 +240,178 @@ def test_group_commit_shares_commits_and_each_attempt_is_stored_before_it_runs(
     assert seen_running == [True] * 64
     # One commit per round of the 8 shards (plus the last outcomes), not 2 per event.
     assert len(commits) <= 64 // 8 + 2, len(commits)
+
+
+# --------------------------------------------------------------- found in review
+
+
+def test_a_run_of_a_run_due_batch_can_call_another_instance_of_the_batch(tmp_path: Path) -> None:
+    # run_due commits a batch's attempts before running their code one after another:
+    # a call from A's code to B (due in the same batch) must not wait for B's turn.
+    log: list[object] = []
+    client: list[Any] = []
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        ctx.set_state(ctx.event)
+        if ctx.event == 0:
+            ctx.schedule(timedelta(seconds=1))
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        log.append(ctx.id)
+        if ctx.id == "a":
+            started = time.monotonic()
+            client[0].task("t").send(id="b", event=5)
+            log.append(("sent", time.monotonic() - started < 1.0))
+
+    jobs = Jobs(t=Task.make(state=int, event=int, on_event=on_event, execute=execute))
+    clock = ManualClock()
+    with SqliteInterpreter(jobs, tmp_path / "jobs.db", clock=clock) as db:
+        client.append(db.client())
+        db.client().task("t").send(id="a", event=0)
+        db.client().task("t").send(id="b", event=0)
+        clock.set(Instant(clock.now() + 2000))
+        assert db.run_due() == 2
+        assert sorted(map(str, log)) == sorted(map(str, ["a", "b", ("sent", True)]))
+        assert db.client().task("t").get_state("b") == 5
+        assert not db.errors
+
+
+def test_user_code_calling_enqueue_many_on_its_own_shard_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    answers: list[tuple[str, float]] = []
+    client: list[Any] = []
+
+    def execute(ctx: PoolContext[int]) -> None:
+        started = time.monotonic()
+        try:
+            client[0].worker_pool("pool").enqueue_many([Enqueue("again", 1)])
+        except ConflictError as error:
+            answers.append((str(error), time.monotonic() - started))
+
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute))
+    with SqliteInterpreter(jobs, tmp_path / "jobs.db", synchronous="OFF") as db:
+        client.append(db.client())
+        db.client().worker_pool("pool").enqueue(id="first", event=0)
+        db.run_due()
+    ((message, seconds),) = answers
+    assert "is running user code and cannot be called from it" in message
+    assert seconds < 0.5
+
+
+def test_another_thread_can_enqueue_to_a_shard_while_its_event_runs(tmp_path: Path) -> None:
+    running, release = threading.Event(), threading.Event()
+
+    def hold(ctx: PoolContext[int]) -> None:
+        running.set()
+        assert release.wait(10)
+
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=hold))
+    with SqliteInterpreter(jobs, tmp_path / "jobs.db", synchronous="OFF") as db:
+        pool = db.client().worker_pool("pool")
+        pool.enqueue(id="first", event=0)
+        thread = threading.Thread(target=db.run_forever, kwargs={"workers": 1})
+        thread.start()
+        try:
+            assert running.wait(5)
+            started = time.monotonic()
+            assert pool.enqueue(id="second", event=1).position == 1
+            assert pool.enqueue_many([Enqueue("third", 2)])[0].position == 2
+            assert time.monotonic() - started < 1.0  # answered, not made to wait for the run
+        finally:
+            release.set()
+            db.stop()
+            thread.join(10)
+
+
+def test_an_enqueue_from_another_process_leaves_the_running_events_lease_alone(
+    tmp_path: Path,
+) -> None:
+    running, release = threading.Event(), threading.Event()
+
+    def hold(ctx: PoolContext[int]) -> None:
+        running.set()
+        assert release.wait(10)
+
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=hold))
+    path = tmp_path / "jobs.db"
+    worker = SqliteInterpreter(jobs, path, synchronous="OFF")
+    other = SqliteInterpreter(jobs, path, synchronous="OFF")  # another lease owner
+    thread = threading.Thread(target=worker.run_forever, kwargs={"workers": 1})
+    try:
+        other.client().worker_pool("pool").enqueue(id="first", event=0)
+        thread.start()
+        assert running.wait(5)
+
+        def lease() -> tuple[str, int]:
+            row = other._db.execute("SELECT lease_owner, lease_until FROM instances").fetchone()
+            return str(row[0]), int(row[1])
+
+        before = lease()
+        other.client().worker_pool("pool").enqueue(id="second", event=1)
+        other.client().worker_pool("pool").enqueue_many([Enqueue("third", 2)])
+        assert lease()[0] == before[0] == worker._owner  # the worker still holds it
+    finally:
+        release.set()
+        worker.stop()
+        thread.join(10)
+        worker.close()
+        other.close()
+
+
+def test_two_workers_recovering_the_same_expired_run_start_one_attempt(tmp_path: Path) -> None:
+    attempts: list[int] = []
+
+    def execute(ctx: PoolContext[int]) -> None:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise KeyboardInterrupt  # the worker dies mid-run (not an error of the job)
+
+    retry = Retry(max_attempts=5, backoff=Backoff.constant("0 seconds"))
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute, retry=retry))
+    path, clock = tmp_path / "jobs.db", ManualClock()
+    first, second, third = (
+        SqliteInterpreter(jobs, path, clock=clock, lease="10 seconds") for _ in range(3)
+    )
+    try:
+        first.client().worker_pool("pool").enqueue(id="e", event=1)
+        with pytest.raises(KeyboardInterrupt):
+            first.run_due()
+        clock.set(Instant(clock.now() + 11_000))  # the lease expired
+        # Both read the expired run as claimable before either writes.
+        second_claims, third_claims = second._claim(5), third._claim(5)
+        assert len(second_claims) == len(third_claims) == 1
+        second_runs = second._advance([(c, None) for c in second_claims])
+        third_runs = third._advance([(c, None) for c in third_claims])
+        assert (len(second_runs), len(third_runs)) == (1, 0)  # the second lease is fresh
+    finally:
+        for db in (first, second, third):
+            db.close()
+
+
+def test_a_failed_write_lets_the_batch_go_and_the_run_is_recovered(tmp_path: Path) -> None:
+    path, clock = tmp_path / "jobs.db", ManualClock()
+    holder: list[sqlite3.Connection] = []
+    runs: list[int] = []
+
+    def execute(ctx: PoolContext[int]) -> None:
+        runs.append(ctx.attempt)
+        if len(runs) == 1:  # another connection holds the write lock past the timeout
+            other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            other.execute("BEGIN IMMEDIATE")
+            holder.append(other)
+
+    retry = Retry(max_attempts=3, backoff=Backoff.constant("0 seconds"))
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute, retry=retry))
+    with SqliteInterpreter(jobs, path, clock=clock, lease="10 seconds") as db:
+        db._db.execute("PRAGMA busy_timeout = 100")
+        db.client().worker_pool("pool").enqueue(id="e", event=1)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            db.run_due()
+        holder[0].execute("ROLLBACK")
+        holder[0].close()
+        assert (db._claimed, db._held) == (set(), set())  # nothing left taken up
+        clock.set(Instant(clock.now() + 11_000))  # the run's lease expires
+        db.run_due()
+        assert runs == [1, 2]  # the interrupted attempt counted, the event retried
+        assert db.client().worker_pool("pool").status().total_processed == 1
