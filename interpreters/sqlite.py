@@ -513,9 +513,13 @@ class SqliteInterpreter:
         died: the attempt is reported interrupted). Up to ``batch`` instances are taken
         at once: their transitions share one transaction (one commit), then their user
         code runs one after another in this thread, then their outcomes (and the next
-        attempts they start) share the next commit. An instance whose stored row cannot
-        be read is reported (``errors``, and the ``durable_jobs`` logger) and skipped;
-        the others keep running.
+        attempts they start) share the next commit. A request from one of those runs to
+        another instance of the batch runs that instance's queued run first (it would
+        otherwise wait on itself). An instance whose stored row cannot be read is
+        reported (``errors``, and the ``durable_jobs`` logger) and skipped; the others
+        keep running. If a write fails (the database locked past its timeout), the
+        error propagates and the batch is let go: runs already committed as started
+        count as interrupted once their leases expire.
         """
         taken = 0
         ready: list[tuple[_Chain, Input | None]] = []
