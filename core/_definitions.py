@@ -77,6 +77,9 @@ class ContinuousDefinition(Generic[S]):
     """A Continuous job: ``execute`` runs on a schedule, with persistent state."""
 
     job_type: ClassVar[JobType] = "continuous"
+    answers_while_running: ClassVar[bool] = False
+    """Whether every request is answered while a run is in flight (else a mutating one
+    is refused as busy)."""
     state: type[S]
     schedule: Schedule
     execute: Callable[[ContinuousContext[S]], Any]
@@ -91,6 +94,9 @@ class DebounceDefinition(Generic[E, S]):
     """A Debounce job: events fold into a state, flushed as one batch by ``execute``."""
 
     job_type: ClassVar[JobType] = "debounce"
+    answers_while_running: ClassVar[bool] = False
+    """Whether every request is answered while a run is in flight (else a mutating one
+    is refused as busy)."""
     event: type[E]
     state: type[S]
     execute: Callable[[DebounceContext[S]], Any]
@@ -117,6 +123,9 @@ class TaskDefinition(Generic[S, E]):
     """A Task job: an event-driven state machine that schedules its own ``execute``."""
 
     job_type: ClassVar[JobType] = "task"
+    answers_while_running: ClassVar[bool] = False
+    """Whether every request is answered while a run is in flight (else a mutating one
+    is refused as busy)."""
     state: type[S]
     event: type[E]
     on_event: Callable[[TaskContext[S, E]], Any]
@@ -132,6 +141,10 @@ class WorkerPoolDefinition(Generic[E]):
     """A WorkerPool: a durable queue over ``concurrency`` shards, one event at a time each."""
 
     job_type: ClassVar[JobType] = "workerPool"
+    answers_while_running: ClassVar[bool] = True
+    """Every pool request is answered while an event runs (``decide`` never refuses a
+    pool request as busy): an interpreter may commit a shard's attempt ahead of running
+    it without making callers wait."""
     event: type[E]
     concurrency: int
     execute: Callable[[PoolContext[E]], Any]

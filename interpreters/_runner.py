@@ -20,6 +20,8 @@ private event-loop thread, so it works inside an already running loop (Jupyter).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
@@ -234,7 +236,26 @@ class _LoopThread:
                     target=loop.run_forever, name="durable-jobs-loop", daemon=True
                 ).start()
                 self._loop = loop
-        return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result()
+        # The task runs in a copy of the caller's context, so context variables set
+        # around the hook (the interpreters' re-entrancy guard) reach its body.
+        loop, context = self._loop, contextvars.copy_context()
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def start() -> None:
+            task = loop.create_task(_await(awaitable), context=context)
+            task.add_done_callback(lambda finished: _settle(finished, done))
+
+        loop.call_soon_threadsafe(start)
+        return done.result()
+
+
+def _settle(task: asyncio.Task[Any], done: concurrent.futures.Future[Any]) -> None:
+    if task.cancelled():
+        done.cancel()
+    elif (error := task.exception()) is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(task.result())
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

@@ -69,6 +69,7 @@ import uuid
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -257,6 +258,14 @@ _EVENT_MANY: Final = (
     "WHERE instance_id = ? AND event_id IN (SELECT value FROM json_each(?))"
 )
 
+_RUNNING: ContextVar[frozenset[tuple[int, str]]] = ContextVar(
+    "durable_jobs_sqlite_running", default=frozenset()
+)
+"""(interpreter, instance) pairs whose user code runs in this context: a request from that
+code to its own instance is refused (re-entrancy), while other threads' requests wait.
+A context variable, not a thread-local: ``async def`` hooks run on the runner's loop
+thread in a copy of the caller's context."""
+
 _NO_READS: Final = QueueReads()
 _EMPTY_VIEW: Final[QueueView[Any]] = QueueView()
 
@@ -353,7 +362,6 @@ class SqliteInterpreter:
         self._claimed: set[str] = set()  # picked by this process's worker, not yet done
         self._held: set[str] = set()  # a worker's runs committed as started, not yet back
         self._foreign: set[str] = set()  # due rows of jobs this registry does not hold
-        self._local = threading.local()  # per thread: runs going, run_due's queued runs
         self._outbox: list[tuple[str, str]] = []  # telemetry rows of the open transaction
         self._seq: int | None = None  # the alarm sequence within the open transaction
         self._seq_read: int | None = None
@@ -495,7 +503,7 @@ class SqliteInterpreter:
         target = Instant(int((when - to_datetime(Instant(0))) / timedelta(milliseconds=1)))
         if target < clock.now():
             raise ValueError(f"cannot move the clock back from {self.now()} to {when}")
-        if self._local_running():
+        if self._busy:
             raise RuntimeError("advance cannot be called from user code")
         while True:
             due = self._next_due(target)
@@ -523,27 +531,34 @@ class SqliteInterpreter:
         """
         taken = 0
         ready: list[tuple[_Chain, Input | None]] = []
-        queued = self._local_queued()
         try:
             while True:
                 room = min(self._batch - len(ready), limit - taken)
-                if room > 0:
-                    fresh = self._claim(room)
-                    taken += len(fresh)
-                    ready.extend((chain, None) for chain in fresh)
+                fresh = self._claim(room) if room > 0 else []
+                taken += len(fresh)
+                alone: list[_Chain] = []
+                for chain in fresh:
+                    if chain.definition.answers_while_running:
+                        ready.append((chain, None))
+                    else:
+                        alone.append(chain)
+                self._drive_alone(alone)
                 if not ready:
+                    if fresh:
+                        continue
                     return taken
-                queued.update(
-                    (chain.instance_id, (chain, run)) for chain, run in self._advance(ready)
-                )
+                runs = self._advance(ready)
                 ready = []
-                while queued:
-                    chain, run = queued.pop(next(iter(queued)))
-                    ready.append((chain, self._run(chain, run)))
+                for index, (chain, run) in enumerate(runs):
+                    try:
+                        ready.append((chain, self._run(chain, run)))
+                    except BaseException:
+                        for left, _ in runs[index:]:
+                            self._abandon(left)
+                        raise
         except BaseException:
-            for chain, _ in [*ready, *queued.values()]:
+            for chain, _ in ready:
                 self._abandon(chain)
-            queued.clear()
             raise
 
     def run_forever(self, poll: timedelta | str = "1 second", workers: int = 8) -> None:
@@ -634,61 +649,39 @@ class SqliteInterpreter:
     def _run(self, chain: _Chain, run: RunUserCode) -> Input:
         """Run one hook of ``chain`` (its attempt is committed already); its outcome."""
         instance_id = chain.instance_id
-        here = self._local_running()
         self._busy.add(instance_id)
-        here.add(instance_id)
+        token = _RUNNING.set(_RUNNING.get() | {(id(self), instance_id)})
         self._start_heartbeat()
         try:
             return run_sync(chain.definition, run, self._clock.now())
         finally:
+            _RUNNING.reset(token)
             self._busy.discard(instance_id)
-            here.discard(instance_id)
 
-    def _local_running(self) -> set[str]:
-        """The instances whose user code this thread is running (re-entrancy guard)."""
-        running: set[str] | None = getattr(self._local, "running", None)
-        if running is None:
-            running = self._local.running = set()
-        return running
-
-    def _local_queued(self) -> dict[str, tuple[_Chain, RunUserCode]]:
-        """``run_due`` on this thread: runs committed as started, not yet run."""
-        queued: dict[str, tuple[_Chain, RunUserCode]] | None = getattr(self._local, "queued", None)
-        if queued is None:
-            queued = self._local.queued = {}
-        return queued
-
-    def _help(self, instance_ids: Sequence[str]) -> bool:
-        """Run now a run of this thread's ``run_due`` batch that a request is waiting for.
-
-        In a batch every attempt is committed before the first one runs; a request from
-        one of those runs to another instance of the batch would see that instance busy
-        until the batch reached it, in the very thread that waits. Its run is done at
-        once instead (and its chain to the end), then the request is retried.
-        """
-        queued = self._local_queued()
-        for instance_id in instance_ids:
-            entry = queued.pop(instance_id, None)
-            if entry is not None:
-                chain, run = entry
-                self._finish(chain, self._run(chain, run))
-                return True
-        return False
-
-    def _finish(self, chain: _Chain, outcome: Input) -> None:
-        """Drive a chain to its end, one transaction per step."""
-        try:
-            while True:
-                with self._transaction():
-                    try:
-                        run = chain.steps.send(outcome)
-                    except StopIteration:
-                        return
-                outcome = self._run(chain, run)
-        except DurableJobsError as error:
-            self._report(chain.instance_id, error)
-        finally:
-            self._let_go(chain)
+    def _drive_alone(self, chains: list[_Chain]) -> None:
+        """Run each chain to its end on its own, one transaction per step: its attempt
+        is committed only when it is about to run, and its outcome before anything else
+        runs. For jobs that refuse requests as busy while a run is in flight (Continuous,
+        Debounce, Task), so a run of a ``run_due`` batch never finds another instance
+        busy with an attempt that is only waiting for its turn."""
+        for index, chain in enumerate(chains):
+            outcome: Input | None = None
+            try:
+                while True:
+                    with self._transaction():
+                        try:
+                            run = chain.steps.send(outcome)
+                        except StopIteration:
+                            break
+                    outcome = self._run(chain, run)
+            except DurableJobsError as error:
+                self._report(chain.instance_id, error)
+            except BaseException:
+                for left in chains[index:]:
+                    self._abandon(left)
+                raise
+            finally:
+                self._let_go(chain)
 
     def _abandon(self, chain: _Chain) -> None:
         """Give a chain up (its run's lease expires: the attempt counts as interrupted)."""
@@ -789,8 +782,7 @@ class SqliteInterpreter:
                 time.sleep(0.001)
                 continue
             except ConflictError:
-                if not self._help([key.instance_id]):
-                    time.sleep(0.01)  # a run is in flight elsewhere: wait for it
+                time.sleep(0.01)  # a run is in flight elsewhere: wait for it
                 continue
             if reply is None:  # pragma: no cover - every request chain ends in a reply
                 raise DurableJobsError(f"no reply to {request!r}")
@@ -810,8 +802,7 @@ class SqliteInterpreter:
             try:
                 replies = self._many(definition, keys, requests)
             except ConflictError:
-                if not self._help([key.instance_id for key in keys]):
-                    time.sleep(0.01)  # a run is in flight elsewhere: wait for it
+                time.sleep(0.01)  # a run is in flight elsewhere: wait for it
                 continue
             self._wake.set()
             return replies
@@ -820,9 +811,9 @@ class SqliteInterpreter:
     def _not_reentrant(self, keys: Sequence[InstanceKey]) -> None:
         """A request from user code to the instance this thread is running is refused (as
         in memory); other threads' requests to a running instance wait for it."""
-        here = self._local_running()
+        here = _RUNNING.get()
         for key in keys:
-            if key.instance_id in here:
+            if (id(self), key.instance_id) in here:
                 raise ConflictError(
                     f"{key.instance_id} is running user code and cannot be called from it"
                 )

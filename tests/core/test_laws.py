@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from returns.result import Success
+from returns.result import Failure, Success
 
 from durable_jobs import (
     AlarmFired,
@@ -363,3 +363,22 @@ def test_attrs_snapshots_are_frozen() -> None:
         pass
     else:  # pragma: no cover - the assertion below reports it
         raise AssertionError("snapshots must be frozen")
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.data())
+def test_a_pool_never_refuses_a_request_as_busy_while_an_event_runs(data: st.DataObject) -> None:
+    """``answers_while_running`` (True for pools only) is what lets the SQLite worker
+    commit a shard's attempt ahead of running it without making callers wait."""
+    definition = JOBS["pool"]
+    assert definition.answers_while_running
+    assert not any(JOBS[name].answers_while_running for name in JOBS if name != "pool")
+    in_flight = [
+        t.snapshot
+        for _, _, _, t in walk(data, "pool")
+        if t.snapshot is not None and t.snapshot.in_flight is not None
+    ]
+    for snapshot in in_flight[:5]:
+        request = data.draw(requests_for(definition))
+        result = decide(definition, PoolView(snapshot), request, snapshot.in_flight.started_at)
+        assert not (isinstance(result, Failure) and result.failure().kind == "busy"), request

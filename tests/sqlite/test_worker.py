@@ -28,6 +28,7 @@ from durable_jobs import (
     WorkerPool,
 )
 from durable_jobs.interpreters.clock import ManualClock
+from durable_jobs.interpreters.memory import MemoryInterpreter
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
 
 ran: dict[str, float] = {}
@@ -245,9 +246,10 @@ def test_group_commit_shares_commits_and_each_attempt_is_stored_before_it_runs(
 # --------------------------------------------------------------- found in review
 
 
-def test_a_run_of_a_run_due_batch_can_call_another_instance_of_the_batch(tmp_path: Path) -> None:
-    # run_due commits a batch's attempts before running their code one after another:
-    # a call from A's code to B (due in the same batch) must not wait for B's turn.
+def test_runs_taken_up_together_by_run_due_can_call_each_other(tmp_path: Path) -> None:
+    # Tasks refuse requests while a run is in flight, so run_due runs each on its own
+    # (attempt committed just before, outcome just after): a call from one run to the
+    # other, forward or backward, is answered at once, as in memory.
     log: list[object] = []
     client: list[Any] = []
 
@@ -258,22 +260,82 @@ def test_a_run_of_a_run_due_batch_can_call_another_instance_of_the_batch(tmp_pat
 
     def execute(ctx: TaskContext[int, int]) -> None:
         log.append(ctx.id)
-        if ctx.id == "a":
-            started = time.monotonic()
-            client[0].task("t").send(id="b", event=5)
-            log.append(("sent", time.monotonic() - started < 1.0))
+        started = time.monotonic()
+        other = "b" if ctx.id == "a" else "a"
+        client[0].task("t").send(id=other, event=5)
+        log.append(("sent", other, time.monotonic() - started < 0.5))
 
     jobs = Jobs(t=Task.make(state=int, event=int, on_event=on_event, execute=execute))
-    clock = ManualClock()
+    expected = ["a", ("sent", "b", True), "b", ("sent", "a", True)]
+    memory = MemoryInterpreter(jobs)
+    client.append(memory.client())
+    memory.client().task("t").send(id="a", event=0)
+    memory.client().task("t").send(id="b", event=0)
+    memory.advance("2 seconds")
+    assert log == expected
+    log.clear()
+    clock = ManualClock(memory.now() - timedelta(seconds=2))
     with SqliteInterpreter(jobs, tmp_path / "jobs.db", clock=clock) as db:
-        client.append(db.client())
+        client[0] = db.client()
         db.client().task("t").send(id="a", event=0)
         db.client().task("t").send(id="b", event=0)
         clock.set(Instant(clock.now() + 2000))
         assert db.run_due() == 2
-        assert sorted(map(str, log)) == sorted(map(str, ["a", "b", ("sent", True)]))
-        assert db.client().task("t").get_state("b") == 5
+        assert log == expected
+        assert [db.client().task("t").get_state(i) for i in "ab"] == [5, 5]
         assert not db.errors
+
+
+def test_a_run_that_raises_a_base_exception_lets_go_of_what_run_due_took_up(
+    tmp_path: Path,
+) -> None:
+    def die(ctx: PoolContext[int]) -> None:
+        raise KeyboardInterrupt
+
+    def die_too(ctx: TaskContext[int, int]) -> None:
+        raise KeyboardInterrupt
+
+    jobs = Jobs(
+        pool=WorkerPool.make(event=int, concurrency=4, execute=die),
+        t=Task.make(
+            state=int,
+            event=int,
+            on_event=lambda ctx: ctx.schedule(ctx.now),
+            execute=die_too,
+        ),
+    )
+    with SqliteInterpreter(jobs, tmp_path / "jobs.db", synchronous="OFF") as db:
+        db.client().worker_pool("pool").enqueue_many([Enqueue(f"e{i}", i) for i in range(8)])
+        with pytest.raises(KeyboardInterrupt):
+            db.run_due()  # the first of four shards' runs dies: all four are let go
+        assert (db._claimed, db._held, db._busy) == (set(), set(), set())
+        db.client().task("t").send(id="x", event=0)
+        with pytest.raises(KeyboardInterrupt):
+            db.run_due()
+        assert (db._claimed, db._held, db._busy) == (set(), set(), set())
+
+
+def test_async_user_code_is_guarded_against_calling_itself_like_sync_code(
+    tmp_path: Path,
+) -> None:
+    answers: list[tuple[str, float]] = []
+    client: list[Any] = []
+
+    async def execute(ctx: PoolContext[int]) -> None:
+        started = time.monotonic()
+        try:
+            client[0].worker_pool("pool").enqueue_many([Enqueue("again", 1)])
+        except ConflictError as error:
+            answers.append((str(error), time.monotonic() - started))
+
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute))
+    with SqliteInterpreter(jobs, tmp_path / "jobs.db", synchronous="OFF") as db:
+        client.append(db.client())
+        db.client().worker_pool("pool").enqueue(id="first", event=0)
+        db.run_due()
+    ((message, seconds),) = answers
+    assert "is running user code and cannot be called from it" in message
+    assert seconds < 0.5
 
 
 def test_user_code_calling_enqueue_many_on_its_own_shard_is_refused_at_once(
