@@ -518,12 +518,14 @@ class SqliteInterpreter:
         """Run what is due now, then return how many instances were taken up.
 
         Due means an alarm at or before now, or a run whose lease expired (its worker
-        died: the attempt is reported interrupted). Up to ``batch`` instances are taken
-        at once: their transitions share one transaction (one commit), then their user
-        code runs one after another in this thread, then their outcomes (and the next
-        attempts they start) share the next commit. A request from one of those runs to
-        another instance of the batch runs that instance's queued run first (it would
-        otherwise wait on itself). An instance whose stored row cannot be read is
+        died: the attempt is reported interrupted). Up to ``batch`` WorkerPool shards are
+        taken at once: their transitions share one transaction (one commit), then their
+        user code runs one after another in this thread, then their outcomes (and the
+        next attempts they start) share the next commit. Pools answer every request while
+        an event runs, so a shard whose attempt waits for its turn blocks no caller; the
+        other job types refuse requests as busy while running, so each of their
+        instances runs on its own, one transaction per step. An instance whose stored
+        row cannot be read is
         reported (``errors``, and the ``durable_jobs`` logger) and skipped; the others
         keep running. If a write fails (the database locked past its timeout), the
         error propagates and the batch is let go: runs already committed as started
