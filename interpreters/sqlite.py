@@ -450,7 +450,14 @@ class SqliteInterpreter:
                 self._db.execute("ROLLBACK")
                 raise
             else:
-                self._db.execute("COMMIT")
+                try:
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT can leave the transaction open: end it, so the
+                    # next step does not meet "cannot start a transaction within one".
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
 
     def _before_commit(self) -> None:
         """Write what the transaction buffered: the telemetry outbox, the alarm counter."""

@@ -171,3 +171,30 @@ def test_a_schema_1_file_is_migrated_in_place_and_keeps_its_work(tmp_path: Path)
         pool.resume()
         db.advance("1 second")
         assert pool.status().total_processed == 3
+
+
+def test_a_commit_that_fails_is_rolled_back_and_the_next_call_works(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with SqliteInterpreter(JOBS, path, clock=ManualClock(START)) as db:
+        client = db.client()
+        client.continuous("tick").start(id="c", input=0)
+        before = client.continuous("tick").get_state("c")
+        # A deferred foreign key is checked at COMMIT: a trigger on the telemetry outbox
+        # makes the commit of any transition that emits telemetry fail.
+        db._db.execute("PRAGMA foreign_keys = ON")
+        db._db.executescript(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE child (parent_id INTEGER REFERENCES parent (id)"
+            " DEFERRABLE INITIALLY DEFERRED);"
+            "CREATE TRIGGER break_commit AFTER INSERT ON telemetry"
+            " BEGIN INSERT INTO child VALUES (42); END;"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            db.advance("1 minute")  # the run's telemetry trips the trigger at COMMIT
+        assert not db._db.in_transaction
+        assert client.continuous("tick").get_state("c") == before  # nothing of it was kept
+        db._db.execute("DROP TRIGGER break_commit")
+        # The connection is usable again; the run whose outcome was lost stays in
+        # flight until its lease expires, then counts as interrupted (as after a crash).
+        assert client.continuous("tick").start(id="d", input=7).created
+        assert client.continuous("tick").get_state("d") == 8
