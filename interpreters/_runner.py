@@ -227,6 +227,7 @@ class _LoopThread:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def run(self, awaitable: Awaitable[Any]) -> Any:
         with self._lock:
@@ -242,24 +243,28 @@ class _LoopThread:
         done: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def start() -> None:
-            task = loop.create_task(_await(awaitable), context=context)
-            task.add_done_callback(lambda finished: _settle(finished, done))
+            task = loop.create_task(_settled(awaitable, done), context=context)
+            self._tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
 
         loop.call_soon_threadsafe(start)
         return done.result()
 
 
-def _settle(task: asyncio.Task[Any], done: concurrent.futures.Future[Any]) -> None:
-    if task.cancelled():
+async def _settled(awaitable: Awaitable[Any], done: concurrent.futures.Future[Any]) -> None:
+    """Await the hook and hand its result or exception to the waiting thread. Every
+    exception is handed over, KeyboardInterrupt and SystemExit too: left on the task,
+    asyncio would re-raise them out of the loop and kill the loop thread, and the
+    caller (and every later async hook) would wait forever."""
+    try:
+        value = await awaitable
+    except asyncio.CancelledError:
         done.cancel()
-    elif (error := task.exception()) is not None:
+        raise
+    except BaseException as error:
         done.set_exception(error)
     else:
-        done.set_result(task.result())
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+        done.set_result(value)
 
 
 _LOOP = _LoopThread()

@@ -510,7 +510,7 @@ class SqliteInterpreter:
         target = Instant(int((when - to_datetime(Instant(0))) / timedelta(milliseconds=1)))
         if target < clock.now():
             raise ValueError(f"cannot move the clock back from {self.now()} to {when}")
-        if self._busy:
+        if any(owner == id(self) for owner, _ in _RUNNING.get()):
             raise RuntimeError("advance cannot be called from user code")
         while True:
             due = self._next_due(target)
@@ -676,17 +676,19 @@ class SqliteInterpreter:
         for index, chain in enumerate(chains):
             outcome: Input | None = None
             try:
-                while True:
-                    with self._transaction():
-                        try:
-                            run = chain.steps.send(outcome)
-                        except StopIteration:
-                            break
-                    outcome = self._run(chain, run)
-            except DurableJobsError as error:
-                self._report(chain.instance_id, error)
+                try:
+                    while True:
+                        with self._transaction():
+                            try:
+                                run = chain.steps.send(outcome)
+                            except StopIteration:
+                                break
+                        outcome = self._run(chain, run)
+                except DurableJobsError as error:
+                    self._let_go(chain)
+                    self._report(chain.instance_id, error)  # may write (set aside) too
             except BaseException:
-                for left in chains[index:]:
+                for left in chains[index:]:  # this one and those not driven yet
                     self._abandon(left)
                 raise
             finally:

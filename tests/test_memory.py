@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,8 @@ from durable_jobs import (
     Persist,
     RunUserCode,
     ScheduleAlarm,
+    Task,
+    TaskContext,
 )
 from durable_jobs.interpreters.memory import DEFAULT_START, MemoryInterpreter
 
@@ -94,3 +97,34 @@ def test_async_user_code_runs_inside_a_running_event_loop() -> None:
         return sim.client().continuous(job).get_state("u")
 
     assert asyncio.run(notebook_cell()) == 4
+
+
+def test_an_async_hook_raising_keyboard_interrupt_reaches_the_caller_and_the_loop_lives() -> None:
+    # Left on the task, KeyboardInterrupt would be re-raised out of the private loop,
+    # killing its thread: the caller (and every later async hook) would wait forever.
+    async def execute(ctx: TaskContext[int, int]) -> None:
+        if ctx.id == "dies":
+            raise KeyboardInterrupt
+        ctx.set_state(42)
+
+    task = Task.make(
+        state=int, event=int, on_event=lambda ctx: ctx.schedule(ctx.now), execute=execute
+    )
+    sim = MemoryInterpreter(Jobs(task=task))
+    outcome: list[str] = []
+
+    def scenario() -> None:
+        sim.client().task(task).send(id="dies", event=1)
+        try:
+            sim.advance("1 second")
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+        sim.client().task(task).send(id="lives", event=2)
+        sim.advance("2 seconds")
+        outcome.append(str(sim.client().task(task).get_state("lives")))
+
+    thread = threading.Thread(target=scenario, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "an async hook hung"
+    assert outcome == ["interrupted", "42"]

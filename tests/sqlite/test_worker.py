@@ -477,3 +477,52 @@ def test_a_failed_write_lets_the_batch_go_and_the_run_is_recovered(tmp_path: Pat
         db.run_due()
         assert runs == [1, 2]  # the interrupted attempt counted, the event retried
         assert db.client().worker_pool("pool").status().total_processed == 1
+
+
+def test_advance_works_from_a_thread_that_runs_no_user_code(tmp_path: Path) -> None:
+    running, release = threading.Event(), threading.Event()
+
+    def hold(ctx: PoolContext[int]) -> None:
+        running.set()
+        assert release.wait(10)
+
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=hold))
+    clock = ManualClock()
+    with SqliteInterpreter(jobs, tmp_path / "jobs.db", clock=clock) as db:
+        db.client().worker_pool("pool").enqueue(id="e", event=1)
+        worker = threading.Thread(target=db.run_due)
+        worker.start()
+        try:
+            assert running.wait(5)
+            db.advance("1 second")  # another thread's hook is running: not this one's
+        finally:
+            release.set()
+            worker.join(10)
+        assert db.client().worker_pool("pool").status().total_processed == 1
+
+
+def test_a_failing_set_aside_lets_go_of_the_instances_not_driven_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        ran.append(ctx.id)
+
+    jobs = Jobs(t=Task.make(state=int, event=int, on_event=on_event, execute=execute))
+    path = tmp_path / "jobs.db"
+    with SqliteInterpreter(jobs, path, clock=ManualClock()) as db:
+        for name in ("a", "b", "c"):
+            db.client().task("t").send(id=name, event=0)  # each due at once
+        db._db.execute("UPDATE instances SET snapshot = '{' WHERE user_id = 'a'")
+
+        def locked(instance_id: str) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(db, "_set_aside", locked)  # the write that records the skip
+        with pytest.raises(sqlite3.OperationalError):
+            db.run_due()
+        assert (db._claimed, db._held) == (set(), set())
+        monkeypatch.undo()
+        db.run_due()
+        assert sorted(ran) == ["b", "c"]
