@@ -674,16 +674,9 @@ class SqliteInterpreter:
         Debounce, Task), so a run of a ``run_due`` batch never finds another instance
         busy with an attempt that is only waiting for its turn."""
         for index, chain in enumerate(chains):
-            outcome: Input | None = None
             try:
                 try:
-                    while True:
-                        with self._transaction():
-                            try:
-                                run = chain.steps.send(outcome)
-                            except StopIteration:
-                                break
-                        outcome = self._run(chain, run)
+                    self._drive(chain)
                 except DurableJobsError as error:
                     self._let_go(chain)
                     self._report(chain.instance_id, error)  # may write (set aside) too
@@ -870,7 +863,13 @@ class SqliteInterpreter:
 
     def _chain(self, definition: Definition, instance_id: str, input_: Input) -> ReplyValue | None:
         """Run ``input_`` and the user code it starts, one transaction per step."""
-        chain = _Chain(instance_id, definition, self._steps(definition, instance_id, input_))
+        return self._drive(
+            _Chain(instance_id, definition, self._steps(definition, instance_id, input_))
+        )
+
+    def _drive(self, chain: _Chain) -> ReplyValue | None:
+        """Resume ``chain`` one transaction per step, running each hook in between; the
+        reply it ends with."""
         outcome: Input | None = None
         while True:
             with self._transaction():

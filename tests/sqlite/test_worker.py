@@ -246,6 +246,17 @@ def test_group_commit_shares_commits_and_each_attempt_is_stored_before_it_runs(
 # --------------------------------------------------------------- found in review
 
 
+def _held_pool() -> tuple[Jobs, threading.Event, threading.Event]:
+    """A one-shard pool whose ``execute`` sets ``running`` and waits for ``release``."""
+    running, release = threading.Event(), threading.Event()
+
+    def hold(ctx: PoolContext[int]) -> None:
+        running.set()
+        assert release.wait(10)
+
+    return Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=hold)), running, release
+
+
 def test_runs_taken_up_together_by_run_due_can_call_each_other(tmp_path: Path) -> None:
     # Tasks refuse requests while a run is in flight, so run_due runs each on its own
     # (attempt committed just before, outcome just after): a call from one run to the
@@ -315,43 +326,29 @@ def test_a_run_that_raises_a_base_exception_lets_go_of_what_run_due_took_up(
         assert (db._claimed, db._held, db._busy) == (set(), set(), set())
 
 
-def test_async_user_code_is_guarded_against_calling_itself_like_sync_code(
-    tmp_path: Path,
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_user_code_calling_enqueue_many_on_its_own_shard_is_refused_at_once(
+    tmp_path: Path, kind: str
 ) -> None:
+    # async hooks run on the runner's loop thread: the guard must follow them there.
     answers: list[tuple[str, float]] = []
     client: list[Any] = []
 
-    async def execute(ctx: PoolContext[int]) -> None:
+    def call_itself() -> None:
         started = time.monotonic()
         try:
             client[0].worker_pool("pool").enqueue_many([Enqueue("again", 1)])
         except ConflictError as error:
             answers.append((str(error), time.monotonic() - started))
-
-    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute))
-    with SqliteInterpreter(jobs, tmp_path / "jobs.db", synchronous="OFF") as db:
-        client.append(db.client())
-        db.client().worker_pool("pool").enqueue(id="first", event=0)
-        db.run_due()
-    ((message, seconds),) = answers
-    assert "is running user code and cannot be called from it" in message
-    assert seconds < 0.5
-
-
-def test_user_code_calling_enqueue_many_on_its_own_shard_is_refused_at_once(
-    tmp_path: Path,
-) -> None:
-    answers: list[tuple[str, float]] = []
-    client: list[Any] = []
 
     def execute(ctx: PoolContext[int]) -> None:
-        started = time.monotonic()
-        try:
-            client[0].worker_pool("pool").enqueue_many([Enqueue("again", 1)])
-        except ConflictError as error:
-            answers.append((str(error), time.monotonic() - started))
+        call_itself()
 
-    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute))
+    async def execute_async(ctx: PoolContext[int]) -> None:
+        call_itself()
+
+    hook = execute if kind == "sync" else execute_async
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=hook))
     with SqliteInterpreter(jobs, tmp_path / "jobs.db", synchronous="OFF") as db:
         client.append(db.client())
         db.client().worker_pool("pool").enqueue(id="first", event=0)
@@ -362,13 +359,7 @@ def test_user_code_calling_enqueue_many_on_its_own_shard_is_refused_at_once(
 
 
 def test_another_thread_can_enqueue_to_a_shard_while_its_event_runs(tmp_path: Path) -> None:
-    running, release = threading.Event(), threading.Event()
-
-    def hold(ctx: PoolContext[int]) -> None:
-        running.set()
-        assert release.wait(10)
-
-    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=hold))
+    jobs, running, release = _held_pool()
     with SqliteInterpreter(jobs, tmp_path / "jobs.db", synchronous="OFF") as db:
         pool = db.client().worker_pool("pool")
         pool.enqueue(id="first", event=0)
@@ -389,13 +380,7 @@ def test_another_thread_can_enqueue_to_a_shard_while_its_event_runs(tmp_path: Pa
 def test_an_enqueue_from_another_process_leaves_the_running_events_lease_alone(
     tmp_path: Path,
 ) -> None:
-    running, release = threading.Event(), threading.Event()
-
-    def hold(ctx: PoolContext[int]) -> None:
-        running.set()
-        assert release.wait(10)
-
-    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=hold))
+    jobs, running, release = _held_pool()
     path = tmp_path / "jobs.db"
     worker = SqliteInterpreter(jobs, path, synchronous="OFF")
     other = SqliteInterpreter(jobs, path, synchronous="OFF")  # another lease owner
@@ -480,13 +465,7 @@ def test_a_failed_write_lets_the_batch_go_and_the_run_is_recovered(tmp_path: Pat
 
 
 def test_advance_works_from_a_thread_that_runs_no_user_code(tmp_path: Path) -> None:
-    running, release = threading.Event(), threading.Event()
-
-    def hold(ctx: PoolContext[int]) -> None:
-        running.set()
-        assert release.wait(10)
-
-    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=hold))
+    jobs, running, release = _held_pool()
     clock = ManualClock()
     with SqliteInterpreter(jobs, tmp_path / "jobs.db", clock=clock) as db:
         db.client().worker_pool("pool").enqueue(id="e", event=1)
