@@ -7,7 +7,11 @@ or an exception. Validation happens here, before the request exists, so bad inpu
 refused with nothing written. The facade does no IO itself; the dispatcher does.
 
 ``client.continuous(ticker)`` with the definition object keeps its type parameters, so
-``get_state`` is typed as the job's state; with a name the types are ``Any``.
+``start(input=...)`` only takes the job's state type under a type checker and
+``get_state`` is typed as the job's state; with a name the types are ``Any``. A value in
+its unstructured JSON form (a ``dict`` from a web request, say) goes through the
+explicit ``Unstructured(...)`` wrapper, which says that the converter will build the
+typed value from it; at run time both forms are checked against the declared type.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ from durable_jobs._results import (
     PoolPauseResult,
     PoolResumeResult,
     PoolStatusResult,
-    Reply,
+    ReplyValue,
     RequestFailed,
     StateResult,
     TaskSendResult,
@@ -78,7 +82,7 @@ from durable_jobs._results import (
     TaskTerminateResult,
     TaskTriggerResult,
 )
-from durable_jobs._serialization import validate
+from durable_jobs._serialization import Unstructured, validate
 
 __all__ = [
     "INVALID_STATE",
@@ -88,6 +92,7 @@ __all__ = [
     "Dispatcher",
     "Enqueue",
     "TaskClient",
+    "Unstructured",
     "WorkerPoolClient",
 ]
 
@@ -105,11 +110,13 @@ class Dispatcher(Protocol):
     @property
     def jobs(self) -> Jobs: ...
 
-    def dispatch(self, definition: Definition, request: Request) -> Reply:
+    def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
         """Run ``request`` to completion (including user code it starts); its reply."""
         ...
 
-    def dispatch_many(self, definition: Definition, requests: Sequence[Request]) -> list[Reply]:
+    def dispatch_many(
+        self, definition: Definition, requests: Sequence[Request]
+    ) -> list[ReplyValue]:
         """Run ``requests``, each for a different instance and none starting user code;
         their replies in order. A rejection raises its error with none of them written
         (memory and SQLite); an interpreter whose instances live apart may have written
@@ -127,7 +134,7 @@ def _check_id(id: object) -> str:
     return id
 
 
-def _expect(reply: Reply, kind: type[R], definition: Definition) -> R:
+def _expect(reply: ReplyValue, kind: type[R], definition: Definition) -> R:
     if isinstance(reply, RequestFailed):
         if reply.error.type == INVALID_STATE:
             raise ValidationError(reply.error.message)
@@ -146,13 +153,16 @@ class Enqueue(Generic[E]):
     """
 
     id: str
-    event: E
+    event: E | Unstructured
     partition_key: str | None = None
     priority: int = 0
 
 
-class _JobClient(Generic[R]):
-    def __init__(self, dispatcher: Dispatcher, definition: Any) -> None:
+D = TypeVar("D", bound=Definition)
+
+
+class _JobClient(Generic[D]):
+    def __init__(self, dispatcher: Dispatcher, definition: D) -> None:
         self._dispatcher = dispatcher
         self._definition = definition
 
@@ -160,100 +170,101 @@ class _JobClient(Generic[R]):
         return _expect(self._dispatcher.dispatch(self._definition, request), kind, self._definition)
 
     def _state(self, request: Request) -> Any:
-        return _expect(
-            self._dispatcher.dispatch(self._definition, request), StateResult, self._definition
-        ).state
+        return self._call(request, StateResult).state
 
-    def dead_letters(self) -> list[DeadLetter[Any]]:
-        """Dead-letter records of this job, oldest first."""
+    def _dead_letters(self) -> list[DeadLetter[Any]]:
         return self._dispatcher.dead_letters(self._definition)
 
 
-class ContinuousClient(_JobClient[Any], Generic[S]):
+class ContinuousClient(_JobClient[ContinuousDefinition[S]]):
     """Client actions of one Continuous job."""
 
-    def start(self, *, id: str, input: S | Any) -> ContinuousStartResult:
+    def start(self, *, id: str, input: S | Unstructured) -> ContinuousStartResult:
         """Create the instance with ``input`` as its state (no-op when it exists)."""
-        request = ContinuousStart(
-            _check_id(id), validate(input, self._definition.state, what="input")
-        )
-        return self._call(request, ContinuousStartResult)  # type: ignore[no-any-return]
+        value = validate(input, self._definition.state, what="input")
+        return self._call(ContinuousStart(_check_id(id), value), ContinuousStartResult)
 
     def trigger(self, id: str) -> ContinuousTriggerResult:
         """Run ``execute`` now, outside the schedule."""
-        return self._call(ContinuousTrigger(_check_id(id)), ContinuousTriggerResult)  # type: ignore[no-any-return]
+        return self._call(ContinuousTrigger(_check_id(id)), ContinuousTriggerResult)
 
     def terminate(self, id: str, reason: str | None = None) -> ContinuousTerminateResult:
         """Purge the instance; the id can be started again afterwards."""
         request = ContinuousTerminate(_check_id(id), reason)
-        return self._call(request, ContinuousTerminateResult)  # type: ignore[no-any-return]
+        return self._call(request, ContinuousTerminateResult)
 
     def status(self, id: str) -> ContinuousStatusResult:
-        return self._call(ContinuousStatus(_check_id(id)), ContinuousStatusResult)  # type: ignore[no-any-return]
+        return self._call(ContinuousStatus(_check_id(id)), ContinuousStatusResult)
 
     def get_state(self, id: str) -> S | None:
         """The instance's state, or ``None`` when there is no instance."""
-        return self._state(ContinuousGetState(_check_id(id)))  # type: ignore[no-any-return]
+        state: S | None = self._state(ContinuousGetState(_check_id(id)))
+        return state
 
     def dead_letters(self) -> list[DeadLetter[S]]:
-        return super().dead_letters()
+        """Dead-letter records of this job (its state at exhaustion), oldest first."""
+        return self._dead_letters()
 
 
-class DebounceClient(_JobClient[Any], Generic[E, S]):
+class DebounceClient(_JobClient[DebounceDefinition[E, S]]):
     """Client actions of one Debounce job."""
 
-    def add(self, *, id: str, event: E | Any) -> DebounceAddResult:
+    def add(self, *, id: str, event: E | Unstructured) -> DebounceAddResult:
         """Fold ``event`` into the instance's batch (creating it on the first event)."""
-        request = DebounceAdd(_check_id(id), validate(event, self._definition.event, what="event"))
-        return self._call(request, DebounceAddResult)  # type: ignore[no-any-return]
+        value = validate(event, self._definition.event, what="event")
+        return self._call(DebounceAdd(_check_id(id), value), DebounceAddResult)
 
     def flush(self, id: str) -> DebounceFlushResult:
         """Run ``execute`` over the batch now."""
-        return self._call(DebounceFlush(_check_id(id)), DebounceFlushResult)  # type: ignore[no-any-return]
+        return self._call(DebounceFlush(_check_id(id)), DebounceFlushResult)
 
     def clear(self, id: str) -> DebounceClearResult:
         """Drop the batch without running ``execute``."""
-        return self._call(DebounceClear(_check_id(id)), DebounceClearResult)  # type: ignore[no-any-return]
+        return self._call(DebounceClear(_check_id(id)), DebounceClearResult)
 
     def status(self, id: str) -> DebounceStatusResult:
-        return self._call(DebounceStatus(_check_id(id)), DebounceStatusResult)  # type: ignore[no-any-return]
+        return self._call(DebounceStatus(_check_id(id)), DebounceStatusResult)
 
     def get_state(self, id: str) -> S | None:
-        return self._state(DebounceGetState(_check_id(id)))  # type: ignore[no-any-return]
+        state: S | None = self._state(DebounceGetState(_check_id(id)))
+        return state
 
     def dead_letters(self) -> list[DeadLetter[S]]:
-        return super().dead_letters()
+        """Dead-letter records of this job (the batch's state), oldest first."""
+        return self._dead_letters()
 
 
-class TaskClient(_JobClient[Any], Generic[S, E]):
+class TaskClient(_JobClient[TaskDefinition[S, E]]):
     """Client actions of one Task job."""
 
-    def send(self, *, id: str, event: E | Any) -> TaskSendResult:
+    def send(self, *, id: str, event: E | Unstructured) -> TaskSendResult:
         """Deliver ``event`` to ``on_event`` (creating the instance on the first one)."""
-        request = TaskSend(_check_id(id), validate(event, self._definition.event, what="event"))
-        return self._call(request, TaskSendResult)  # type: ignore[no-any-return]
+        value = validate(event, self._definition.event, what="event")
+        return self._call(TaskSend(_check_id(id), value), TaskSendResult)
 
     def trigger(self, id: str) -> TaskTriggerResult:
         """Run ``execute`` now; the pending schedule stays."""
-        return self._call(TaskTrigger(_check_id(id)), TaskTriggerResult)  # type: ignore[no-any-return]
+        return self._call(TaskTrigger(_check_id(id)), TaskTriggerResult)
 
     def terminate(self, id: str) -> TaskTerminateResult:
-        return self._call(TaskTerminate(_check_id(id)), TaskTerminateResult)  # type: ignore[no-any-return]
+        return self._call(TaskTerminate(_check_id(id)), TaskTerminateResult)
 
     def status(self, id: str) -> TaskStatusResult:
-        return self._call(TaskStatus(_check_id(id)), TaskStatusResult)  # type: ignore[no-any-return]
+        return self._call(TaskStatus(_check_id(id)), TaskStatusResult)
 
     def get_state(self, id: str) -> S | None:
-        return self._state(TaskGetState(_check_id(id)))  # type: ignore[no-any-return]
+        state: S | None = self._state(TaskGetState(_check_id(id)))
+        return state
 
     def dead_letters(self) -> list[DeadLetter[S]]:
-        return super().dead_letters()
+        """Dead-letter records of this job (the state when ``execute`` gave up)."""
+        return self._dead_letters()
 
 
 _CANCEL_PREFERENCE = ("cancelled", "already_processing", "already_completed", "not_found")
 
 
-class WorkerPoolClient(_JobClient[Any], Generic[E]):
+class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
     """Client actions of one WorkerPool.
 
     Routing is ``abs(java_hash32(key)) % concurrency`` with the partition key, or the event
@@ -280,14 +291,14 @@ class WorkerPoolClient(_JobClient[Any], Generic[E]):
         self,
         *,
         id: str,
-        event: E | Any,
+        event: E | Unstructured,
         partition_key: str | None = None,
         priority: int = 0,
     ) -> PoolEnqueueResult:
         """Queue ``event`` under the event id ``id`` (re-sending an id is answered as a
         duplicate while it is pending, running, or finished within ``dedup_retention``)."""
         request = self._enqueue_request(id, event, partition_key, priority)
-        return self._call(request, PoolEnqueueResult)  # type: ignore[no-any-return]
+        return self._call(request, PoolEnqueueResult)
 
     def enqueue_many(self, events: Iterable[Enqueue[E]]) -> list[PoolEnqueueResult]:
         """Queue several events in one go; one result per event, in their order.
@@ -374,7 +385,7 @@ class WorkerPoolClient(_JobClient[Any], Generic[E]):
     def instance_status(self, index: int) -> PoolInstanceStatus:
         """One shard's status."""
         request = PoolStatus(str(self._index(index)))
-        return self._call(request, PoolInstanceStatus)  # type: ignore[no-any-return]
+        return self._call(request, PoolInstanceStatus)
 
     def status(self) -> PoolStatusResult:
         """Every shard's status and the sums."""
@@ -389,7 +400,8 @@ class WorkerPoolClient(_JobClient[Any], Generic[E]):
         )
 
     def dead_letters(self) -> list[DeadLetter[E]]:
-        return super().dead_letters()
+        """Dead-letter records of this pool (the events), oldest first."""
+        return self._dead_letters()
 
 
 class Client:

@@ -10,27 +10,59 @@ core as an outcome, so a failed run leaves no trace in the state.
 ``terminate`` raises ``TerminateSignal``, a ``BaseException``: it stops the user function
 at once even when the function catches ``Exception``, and the interpreter reports it as
 ``TerminateRequested``. ``update_state`` does nothing while the state is ``None`` (a Task
-before its first ``set_state``).
+before its first ``set_state``). ``ctx.finish(returned)`` gives the interpreter the
+changes of a run that returned ``returned``: the buffer, except for a Debounce reducer,
+whose return value *is* the new state.
+
+The context factories (``continuous_call`` … ``pool_call``) build the context a
+``RunUserCode`` payload describes and say how the hook is called (``HookCall``): every
+hook takes the context, except ``on_dead_letter(event, error, ctx)``. They call no user
+function themselves, with one exception the interpreter is ready for: a Debounce
+reducer that starts a batch calls the ``initial_state`` factory (the core decided that,
+with ``DebounceReduce.first``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Generic, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, NoReturn, TypeVar, assert_never
 
 import attrs
 
+from durable_jobs._commands import (
+    ContinuousExecute,
+    DebounceExecute,
+    DebounceReduce,
+    PoolExecute,
+    PoolOnDeadLetter,
+    PoolOnEmpty,
+    RunUserCode,
+    TaskExecute,
+    TaskOnError,
+    TaskOnEvent,
+    TaskOnIdle,
+)
 from durable_jobs._errors import ErrorInfo
 from durable_jobs._keys import InstanceKey
+from durable_jobs._queue import QueueItem
 from durable_jobs._telemetry import FlushReason
 from durable_jobs._time import Instant, from_datetime, parse_duration, to_datetime
+
+if TYPE_CHECKING:
+    from durable_jobs._definitions import (
+        ContinuousDefinition,
+        DebounceDefinition,
+        TaskDefinition,
+        WorkerPoolDefinition,
+    )
 
 __all__ = [
     "ContextChanges",
     "ContinuousContext",
     "DebounceContext",
     "DebounceEventContext",
+    "HookCall",
     "PoolContext",
     "PoolDeadLetterContext",
     "PoolEmptyContext",
@@ -108,7 +140,12 @@ class _Context(Generic[S]):
         raise TerminateSignal(reason)
 
     def changes(self) -> ContextChanges:
+        """What the run asked for through this context so far."""
         return ContextChanges(state_set=self._state_set, state=self._state)
+
+    def finish(self, returned: Any) -> ContextChanges:
+        """The changes of a run that returned ``returned`` (ignored but by a reducer)."""
+        return self.changes()
 
 
 class _MutableState(_Context[S]):
@@ -178,6 +215,10 @@ class DebounceEventContext(_Context[S], Generic[E, S]):
     def event_count(self) -> int:
         """The number of events in the batch, this one included."""
         return self._event_count
+
+    def finish(self, returned: Any) -> ContextChanges:
+        """A reducer's return value is the new state of the batch."""
+        return ContextChanges(state_set=True, state=returned)
 
 
 class DebounceContext(_Context[S]):
@@ -334,24 +375,25 @@ class TaskContext(_MutableState[S], Generic[S, E]):
 class PoolContext(_Context[None], Generic[E]):
     """The context of a WorkerPool ``execute``: one event.
 
-    >>> from durable_jobs._pool import QueueItem
     >>> item = QueueItem("e1", "payload", priority=2, seq=0, enqueued_at=Instant(0))
     >>> ctx = PoolContext(key=InstanceKey("workerPool", "mail", "3"), now=Instant(5), item=item)
     >>> ctx.event, ctx.event_id, ctx.instance_index, ctx.priority, ctx.is_retry
     ('payload', 'e1', 3, 2, False)
     """
 
-    def __init__(self, *, key: InstanceKey, now: Instant, item: Any, attempt: int = 1) -> None:
+    def __init__(
+        self, *, key: InstanceKey, now: Instant, item: QueueItem[E], attempt: int = 1
+    ) -> None:
         super().__init__(key=key, now=now, attempt=attempt)
         self._item = item
 
     @property
     def event(self) -> E:
-        return self._item.event  # type: ignore[no-any-return]
+        return self._item.event
 
     @property
     def event_id(self) -> str:
-        return self._item.event_id  # type: ignore[no-any-return]
+        return self._item.event_id
 
     @property
     def instance_index(self) -> int:
@@ -364,18 +406,18 @@ class PoolContext(_Context[None], Generic[E]):
 
     @property
     def priority(self) -> int:
-        return self._item.priority  # type: ignore[no-any-return]
+        return self._item.priority
 
     @property
     def partition_key(self) -> str | None:
-        return self._item.partition_key  # type: ignore[no-any-return]
+        return self._item.partition_key
 
 
 class PoolDeadLetterContext(PoolContext[E]):
     """The context of ``on_dead_letter(event, error, ctx)``: ``attempts`` were all used."""
 
     def __init__(
-        self, *, key: InstanceKey, now: Instant, item: Any, attempts: int, error: ErrorInfo
+        self, *, key: InstanceKey, now: Instant, item: QueueItem[E], attempts: int, error: ErrorInfo
     ) -> None:
         super().__init__(key=key, now=now, item=item, attempt=attempts)
         self._error = error
@@ -407,3 +449,143 @@ class PoolEmptyContext(_Context[None]):
     @property
     def processed_count(self) -> int:
         return self._processed
+
+
+# ------------------------------------------------------------------------ factories
+
+
+class HookCall(NamedTuple):
+    """How to call a hook: ``function(*arguments)``, where one argument is ``context``."""
+
+    function: Callable[..., Any]
+    arguments: tuple[Any, ...]
+    context: _Context[Any]
+
+
+def continuous_call(
+    definition: ContinuousDefinition[S], command: RunUserCode, now: Instant
+) -> HookCall:
+    """The call of a Continuous hook.
+
+    >>> from durable_jobs import Continuous
+    >>> job = Continuous.make(state=int, schedule=Continuous.every("1 minute"), execute=print)
+    >>> run = RunUserCode(InstanceKey("continuous", "j", "u"), 1, 1, ContinuousExecute(5, 1))
+    >>> continuous_call(job, run, Instant(0)).context.state
+    5
+    """
+    payload = command.payload
+    assert isinstance(payload, ContinuousExecute)
+    context = ContinuousContext(
+        key=command.key,
+        now=now,
+        state=payload.state,
+        run_count=payload.run_count,
+        attempt=command.attempt,
+    )
+    return HookCall(definition.execute, (context,), context)
+
+
+def debounce_call(
+    definition: DebounceDefinition[Any, S], command: RunUserCode, now: Instant
+) -> HookCall:
+    """The call of a Debounce hook; a reducer that starts a batch sees ``initial_state``.
+
+    >>> from durable_jobs import Debounce
+    >>> job = Debounce.make(event=int, state=list[int], initial_state=list, execute=print,
+    ...                     on_event=lambda c: [*c.state, c.event], flush_after="1 s")
+    >>> run = RunUserCode(InstanceKey("debounce", "j", "u"), 1, 1, DebounceReduce(3, None, 1, True))
+    >>> debounce_call(job, run, Instant(0)).context.state
+    []
+    """
+    payload = command.payload
+    key = command.key
+    if isinstance(payload, DebounceReduce):
+        assert definition.on_event is not None
+        state = definition.initial() if payload.first else payload.state
+        reducing = DebounceEventContext(
+            key=key, now=now, event=payload.event, state=state, event_count=payload.event_count
+        )
+        return HookCall(definition.on_event, (reducing,), reducing)
+    assert isinstance(payload, DebounceExecute)
+    flushing = DebounceContext(
+        key=key,
+        now=now,
+        state=payload.state,
+        event_count=payload.event_count,
+        started_at=payload.started_at,
+        flush_reason=payload.flush_reason,
+        attempt=command.attempt,
+    )
+    return HookCall(definition.execute, (flushing,), flushing)
+
+
+def task_call(definition: TaskDefinition[S, E], command: RunUserCode, now: Instant) -> HookCall:
+    """The call of a Task hook (``on_event``, ``execute``, ``on_idle`` or ``on_error``)."""
+    payload = command.payload
+    event: Any = None
+    idle_reason: Literal["onEvent", "execute", "onError"] | None = None
+    error: ErrorInfo | None = None
+    source: Literal["onEvent", "execute"] | None = None
+    match payload:
+        case TaskOnEvent():
+            function, event = definition.on_event, payload.event
+        case TaskExecute():
+            function = definition.execute
+        case TaskOnIdle():
+            assert definition.on_idle is not None
+            function, idle_reason = definition.on_idle, payload.reason
+        case TaskOnError():
+            assert definition.on_error is not None
+            function, error, source = definition.on_error, payload.error, payload.source
+        case _:
+            raise TypeError(f"not a Task hook: {payload!r}")
+    view = payload.task
+    context: TaskContext[S, E] = TaskContext(
+        key=command.key,
+        now=now,
+        state=view.state,
+        event=event,
+        event_count=view.event_count,
+        execute_count=view.execute_count,
+        created_at=view.created_at,
+        scheduled_at=view.scheduled_at,
+        attempt=command.attempt,
+        idle_reason=idle_reason,
+        error=error,
+        error_source=source,
+    )
+    return HookCall(function, (context,), context)
+
+
+def pool_call(definition: WorkerPoolDefinition[E], command: RunUserCode, now: Instant) -> HookCall:
+    """The call of a WorkerPool hook; ``on_dead_letter`` takes ``(event, error, ctx)``."""
+    payload = command.payload
+    key = command.key
+    match payload:
+        case PoolExecute(item=item):
+            running: PoolContext[E] = PoolContext(
+                key=key, now=now, item=item, attempt=command.attempt
+            )
+            return HookCall(definition.execute, (running,), running)
+        case PoolOnDeadLetter(item=item, error=error):
+            assert definition.on_dead_letter is not None
+            dead: PoolDeadLetterContext[E] = PoolDeadLetterContext(
+                key=key, now=now, item=item, attempts=command.attempt, error=error
+            )
+            return HookCall(definition.on_dead_letter, (item.event, error, dead), dead)
+        case PoolOnEmpty(processed_count=count):
+            assert definition.on_empty is not None
+            empty = PoolEmptyContext(key=key, now=now, processed_count=count)
+            return HookCall(definition.on_empty, (empty,), empty)
+        case (
+            ContinuousExecute()
+            | DebounceReduce()
+            | DebounceExecute()
+            | TaskOnEvent()
+            | TaskExecute()
+            | TaskOnIdle()
+            | TaskOnError()
+        ):
+            raise TypeError(f"not a WorkerPool hook: {payload!r}")
+        case _:
+            assert_never(payload)

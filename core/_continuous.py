@@ -25,13 +25,13 @@ there is one, otherwise ``next_slot``.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 from returns.result import Result, Success
 
 from durable_jobs import _runtime as rt
-from durable_jobs._commands import Command, Emit, RunUserCode
+from durable_jobs._commands import Command, ContinuousExecute, Emit, RunUserCode
 from durable_jobs._definitions import ContinuousDefinition
 from durable_jobs._errors import Rejection
 from durable_jobs._inputs import (
@@ -53,13 +53,13 @@ from durable_jobs._results import (
     ContinuousStatusResult,
     ContinuousTerminateResult,
     ContinuousTriggerResult,
-    Reply,
+    ReplyValue,
     StateResult,
 )
 from durable_jobs._telemetry import JobStarted, base_fields
 from durable_jobs._time import Instant, to_datetime
 
-__all__ = ["ContinuousSnapshot", "decide_continuous"]
+__all__ = ["ContinuousSnapshot", "continuous_status", "decide_continuous"]
 
 S = TypeVar("S")
 
@@ -77,13 +77,18 @@ class ContinuousSnapshot(Generic[S]):
     version: int = 0
 
 
+def continuous_status(snapshot: ContinuousSnapshot[Any]) -> Literal["running"]:
+    """A Continuous instance that exists is running (terminate purges it)."""
+    return "running"
+
+
 def _alarm(snapshot: ContinuousSnapshot[Any]) -> Instant | None:
     retry_at = snapshot.attempts.retry_at
     return retry_at if retry_at is not None else snapshot.next_slot
 
 
 def _run(snapshot: ContinuousSnapshot[Any]) -> RunUserCode:
-    return rt.run_command(snapshot, state=snapshot.state, run_count=snapshot.run_count)
+    return rt.run_command(snapshot, ContinuousExecute(snapshot.state, snapshot.run_count))
 
 
 def _start_run(
@@ -94,7 +99,7 @@ def _start_run(
     now: Instant,
     attempt: int = 1,
     created: bool = False,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     running = rt.begin_run(
         snapshot, hook="execute", origin=origin, now=now, attempt=attempt, created=created
     )
@@ -103,7 +108,7 @@ def _start_run(
 
 def _reply(
     run: rt.InFlight, key: InstanceKey, *, terminated: bool = False, retry: bool = False
-) -> Reply | None:
+) -> ReplyValue | None:
     """The answer to the request that started ``run`` (none for an alarm)."""
     if run.origin == "start":
         return ContinuousStartResult(
@@ -131,7 +136,7 @@ def decide_continuous(
     snapshot: ContinuousSnapshot[S] | None,
     input_: Input,
     now: Instant,
-) -> Result[rt.Transition, Rejection]:
+) -> Result[rt.Transition[Any], Rejection]:
     match input_:
         case ContinuousStart(id=id_, input=value):
             key = InstanceKey("continuous", definition.name, id_)
@@ -183,7 +188,7 @@ def decide_continuous(
                 rt.keep(
                     snapshot,
                     reply=ContinuousStatusResult(
-                        "running",
+                        continuous_status(snapshot),
                         next_run_at=None if alarm is None else to_datetime(alarm),
                         run_count=snapshot.run_count,
                         attempt=snapshot.attempts.attempt,
@@ -229,7 +234,7 @@ def _after_run(
     run: rt.InFlight,
     outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
     now: Instant,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     key = snapshot.key
     if isinstance(outcome, TerminateRequested):
         effects = rt.terminated_effects(key, outcome.reason, snapshot.run_count, now)

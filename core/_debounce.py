@@ -25,13 +25,13 @@ for that long, whichever is first. The alarm is that deadline, or the pending re
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 from returns.result import Result, Success
 
 from durable_jobs import _runtime as rt
-from durable_jobs._commands import Command, Emit
+from durable_jobs._commands import Command, DebounceExecute, DebounceReduce, Emit
 from durable_jobs._definitions import DebounceDefinition
 from durable_jobs._errors import Rejection
 from durable_jobs._inputs import (
@@ -53,14 +53,14 @@ from durable_jobs._results import (
     DebounceClearResult,
     DebounceFlushResult,
     DebounceStatusResult,
-    Reply,
+    ReplyValue,
     RequestFailed,
     StateResult,
 )
 from durable_jobs._telemetry import DebounceFlushed, DebounceStarted, FlushReason, base_fields
 from durable_jobs._time import Instant, to_datetime
 
-__all__ = ["DebounceSnapshot", "decide_debounce"]
+__all__ = ["DebounceSnapshot", "debounce_status", "decide_debounce"]
 
 S = TypeVar("S")
 
@@ -111,7 +111,7 @@ def _flush_run(
     origin: rt.Origin,
     now: Instant,
     created: bool = False,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     """Start ``execute`` over the batch; a pending retry's attempt and reason carry on."""
     if snapshot.attempts.retry_at is not None and snapshot.retry_reason is not None:
         reason = snapshot.retry_reason
@@ -124,12 +124,9 @@ def _flush_run(
         created=created,
         flush_reason=reason,
     )
-    command = rt.run_command(
-        running,
-        state=running.state,
-        event_count=running.event_count,
-        started_at=running.started_at,
-    )
+    assert running.started_at is not None
+    payload = DebounceExecute(running.state, running.event_count, running.started_at, reason)
+    command = rt.run_command(running, payload)
     return rt.commit(_alarm_for(definition), running, effects, run=command)
 
 
@@ -139,7 +136,7 @@ def _accept(
     new_state: Any,
     now: Instant,
     created: bool,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     """Fold one accepted event into the batch; flush when ``max_events`` is reached."""
     # The hot path of the library: built field by field, once (attrs.evolve is slower and
     # commit would copy the snapshot a second time just to set the alarm and version).
@@ -192,7 +189,7 @@ def decide_debounce(
     snapshot: DebounceSnapshot[S] | None,
     input_: Input,
     now: Instant,
-) -> Result[rt.Transition, Rejection]:
+) -> Result[rt.Transition[Any], Rejection]:
     match input_:
         case DebounceAdd(id=id_, event=event):
             if snapshot is not None and snapshot.in_flight is not None:
@@ -204,13 +201,9 @@ def decide_debounce(
             if definition.on_event is None:
                 return Success(_accept(definition, batch, event, now, created))
             reducing = rt.begin_run(batch, hook="on_event", origin="add", now=now, created=created)
-            command = rt.run_command(
-                reducing,
-                state=batch.state,
-                event=event,
-                event_count=batch.event_count + 1,
-            )
-            return Success(rt.keep(reducing, [command]))
+            first = batch.event_count == 0
+            payload = DebounceReduce(event, batch.state, batch.event_count + 1, first=first)
+            return Success(rt.hold(reducing, payload))
 
         case DebounceFlush():
             if snapshot is None:
@@ -258,7 +251,7 @@ def decide_debounce(
                 batch: DebounceSnapshot[Any],
                 run: rt.InFlight,
                 outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
-            ) -> rt.Transition:
+            ) -> rt.Transition[Any]:
                 if run.hook == "on_event":
                     return _after_reduce(definition, batch, run, outcome, now)
                 return _after_flush(definition, batch, run, outcome, now)
@@ -269,9 +262,14 @@ def decide_debounce(
             return rt.not_for("debounce", input_)
 
 
+def debounce_status(snapshot: DebounceSnapshot[Any]) -> Literal["debouncing", "idle"]:
+    """``"debouncing"`` while the batch holds events."""
+    return "debouncing" if snapshot.event_count > 0 else "idle"
+
+
 def _status(snapshot: DebounceSnapshot[Any]) -> DebounceStatusResult:
     return DebounceStatusResult(
-        "debouncing" if snapshot.event_count > 0 else "idle",
+        debounce_status(snapshot),
         event_count=snapshot.event_count,
         started_at=None if snapshot.started_at is None else to_datetime(snapshot.started_at),
         will_flush_at=None if snapshot.alarm_at is None else to_datetime(snapshot.alarm_at),
@@ -288,7 +286,7 @@ def _after_reduce(
     run: rt.InFlight,
     outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
     now: Instant,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     if isinstance(outcome, UserCodeSucceeded):
         return _accept(definition, snapshot, outcome.state, now, run.created)
     before = None if run.created else attrs.evolve(snapshot, in_flight=None)
@@ -312,7 +310,7 @@ def _after_flush(
     run: rt.InFlight,
     outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
     now: Instant,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     key = snapshot.key
     reason: FlushReason = run.flush_reason or "flushAfter"
     count = snapshot.event_count
@@ -349,7 +347,7 @@ def _flush_reply(
     *,
     flushed: bool,
     retry_at: Instant | None = None,
-) -> Reply | None:
+) -> ReplyValue | None:
     retrying = retry_at is not None
     if run.origin == "add":
         return DebounceAddResult(

@@ -167,6 +167,12 @@ Definition = (
     | TaskDefinition[Any, Any]
     | WorkerPoolDefinition[Any]
 )
+DEFINITION_CLASSES: tuple[type, ...] = (
+    ContinuousDefinition,
+    DebounceDefinition,
+    TaskDefinition,
+    WorkerPoolDefinition,
+)
 
 
 class Continuous:
@@ -409,25 +415,26 @@ class Jobs(Mapping[str, Definition]):
 
     def __init__(self, **definitions: Definition) -> None:
         self._named: dict[str, Definition] = {}
-        self._by_object: dict[int, str] = {}
+        # Keyed by id() of the objects the user holds, with the objects themselves kept
+        # alive here: an id is unique only while its object lives, so a registry that
+        # let a definition be collected could find another object under its id.
+        self._by_object: dict[int, tuple[Definition, str]] = {}
         for name, definition in definitions.items():
-            if not isinstance(
-                definition,
-                ContinuousDefinition | DebounceDefinition | TaskDefinition | WorkerPoolDefinition,
-            ):
+            if not isinstance(definition, DEFINITION_CLASSES):
                 raise DefinitionError(
                     f"job {name!r} must be made with Continuous/Debounce/Task/WorkerPool.make, "
                     f"got {definition!r}"
                 )
             if id(definition) in self._by_object:
                 raise DefinitionError(
-                    f"the same definition is registered twice ({self._by_object[id(definition)]!r} "
-                    f"and {name!r}); make a second definition instead"
+                    "the same definition is registered twice "
+                    f"({self._by_object[id(definition)][1]!r} and {name!r}); "
+                    "make a second definition instead"
                 )
             named = attrs.evolve(definition, name=name)
             self._named[name] = named
-            self._by_object[id(definition)] = name
-            self._by_object[id(named)] = name
+            self._by_object[id(definition)] = (definition, name)
+            self._by_object[id(named)] = (named, name)
 
     def __getitem__(self, name: str) -> Definition:
         return self._named[name]
@@ -440,7 +447,11 @@ class Jobs(Mapping[str, Definition]):
 
     def resolve(self, job: str | D, kind: type[D]) -> D:
         """The registered definition of kind ``kind`` named ``job`` (or registered as ``job``)."""
-        name = job if isinstance(job, str) else self._by_object.get(id(job))
+        if isinstance(job, str):
+            name: str | None = job
+        else:
+            held = self._by_object.get(id(job))
+            name = held[1] if held is not None and held[0] is job else None
         label = kind.job_type
         if name is None:
             raise JobNotFoundError(f"Job not found: {label}/<unregistered definition>")

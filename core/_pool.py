@@ -59,7 +59,7 @@ accepted while an event runs.
 
 from __future__ import annotations
 
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 from returns.result import Failure, Result, Success
@@ -70,6 +70,9 @@ from durable_jobs._commands import (
     Command,
     DeleteFinished,
     DeleteQueueItem,
+    PoolExecute,
+    PoolOnDeadLetter,
+    PoolOnEmpty,
     PutFinished,
     PutQueueItem,
     RunUserCode,
@@ -93,6 +96,7 @@ from durable_jobs._inputs import (
     UserCodeSucceeded,
 )
 from durable_jobs._keys import InstanceKey
+from durable_jobs._queue import PRUNE_BATCH, FinishedEvent, QueueItem, QueueReads, QueueView
 from durable_jobs._results import (
     PoolCancelResult,
     PoolDrainResult,
@@ -114,14 +118,12 @@ __all__ = [
     "QueueView",
     "decide_pool",
     "java_hash32",
+    "pool_status",
     "queue_reads",
     "shard_index",
 ]
 
 E = TypeVar("E")
-
-PRUNE_BATCH: Final = 32
-"""At most this many expired finished-event records are pruned per step."""
 
 
 def java_hash32(text: str) -> int:
@@ -149,63 +151,6 @@ def shard_index(key: str, concurrency: int) -> int:
 
 
 @attrs.frozen
-class QueueItem(Generic[E]):
-    """One pending event of a shard, as stored by the interpreter."""
-
-    event_id: str
-    event: E
-    priority: int
-    seq: int
-    enqueued_at: Instant
-    partition_key: str | None = None
-
-
-@attrs.frozen
-class FinishedEvent:
-    """An event id that finished, remembered for idempotent enqueue until it expires."""
-
-    event_id: str
-    finished_at: Instant
-    outcome: Literal["completed", "dead_lettered", "terminated"]
-
-
-@attrs.frozen
-class QueueReads:
-    """What an interpreter loads into the ``QueueView`` for one input (nothing else)."""
-
-    head: bool = False
-    oldest: bool = False
-    event_id: str | None = None
-    expired_before: Instant | None = None
-    limit: int = PRUNE_BATCH
-    event_ids: tuple[str, ...] = ()
-    """For a ``PoolEnqueueMany``: the ids whose pending item (with its rank) and finished
-    record the view must hold."""
-
-
-@attrs.frozen
-class QueueView(Generic[E]):
-    """The queue rows ``decide`` may see for one input (loaded per ``QueueReads``).
-
-    ``head`` is the next pending event in processing order, ``oldest`` the pending event
-    enqueued first; ``item``, ``ahead`` (pending events ordered before it) and
-    ``finished`` are about ``QueueReads.event_id``; ``expired`` are finished records older
-    than ``QueueReads.expired_before``, at most ``QueueReads.limit`` of them.
-    ``pending`` (each found item with its ``ahead``) and ``finished_records`` answer
-    ``QueueReads.event_ids``; ids with neither are simply absent.
-    """
-
-    head: QueueItem[E] | None = None
-    oldest: QueueItem[E] | None = None
-    item: QueueItem[E] | None = None
-    ahead: int = 0
-    finished: FinishedEvent | None = None
-    expired: tuple[FinishedEvent, ...] = ()
-    pending: tuple[tuple[QueueItem[E], int], ...] = ()
-    finished_records: tuple[FinishedEvent, ...] = ()
-
-
-@attrs.frozen
 class PoolSnapshot(Generic[E]):
     key: InstanceKey
     created_at: Instant
@@ -228,14 +173,15 @@ class PoolView(Generic[E]):
     """What ``decide`` takes as a shard's snapshot: the stored record and the loaded rows."""
 
     snapshot: PoolSnapshot[E] | None
-    queue: QueueView[E] = QueueView()
+    queue: QueueView[E] = attrs.field(factory=QueueView)
 
 
 def queue_reads(definition: WorkerPoolDefinition[Any], input_: Input, now: Instant) -> QueueReads:
     """The rows an interpreter must load for ``input_``: an alarm needs the head and the
     expired finished records, a status the oldest item, an enqueue or cancel one id's rows.
 
-    >>> from durable_jobs import WorkerPool, PoolCancel
+    >>> from durable_jobs import WorkerPool
+    >>> from durable_jobs.protocol import PoolCancel
     >>> pool = WorkerPool.make(event=str, concurrency=1, execute=print)
     >>> queue_reads(pool, PoolCancel(id="0", event_id="e1"), Instant(0)).event_id
     'e1'
@@ -289,7 +235,7 @@ def decide_pool(
     view: PoolView[E] | None,
     input_: Input,
     now: Instant,
-) -> Result[rt.Transition, Rejection]:
+) -> Result[rt.Transition[Any], Rejection]:
     view = view if view is not None else PoolView(None)
     snapshot, queue = view.snapshot, view.queue
     alarm = _alarm_at(now)
@@ -449,7 +395,7 @@ def _enqueue(
     queue: QueueView[Any],
     request: PoolEnqueue,
     now: Instant,
-) -> Result[rt.Transition, Rejection]:
+) -> Result[rt.Transition[Any], Rejection]:
     shard = snapshot or _new_shard(definition, request.id, now)
     counters = _Counters.of(shard)
     admitted = _admit(definition, shard, counters, queue, request, now, snapshot is None)
@@ -468,7 +414,7 @@ def _enqueue_many(
     queue: QueueView[Any],
     request: PoolEnqueueMany,
     now: Instant,
-) -> Result[rt.Transition, Rejection]:
+) -> Result[rt.Transition[Any], Rejection]:
     """``_admit`` for each event in turn, against what the batch has put so far: the
     answers are those of one ``PoolEnqueue`` after another; one rejection rejects all.
 
@@ -512,16 +458,22 @@ def _enqueue_many(
     return Success(rt.commit(_alarm_at(now), counters.apply(shard), puts, reply=reply_value))
 
 
+def pool_status(snapshot: PoolSnapshot[Any]) -> Literal["paused", "processing", "idle"]:
+    """``"paused"``; else ``"processing"`` while an event runs or waits; else ``"idle"``."""
+    if snapshot.paused:
+        return "paused"
+    return "processing" if snapshot.current is not None or snapshot.queued > 0 else "idle"
+
+
 def _status(
     snapshot: PoolSnapshot[Any] | None, queue: QueueView[Any], index: int
 ) -> PoolInstanceStatus:
     if snapshot is None:
         return PoolInstanceStatus("not_found", index)
     current = snapshot.current
-    busy = current is not None or snapshot.queued > 0
     times = [i.enqueued_at for i in (current, queue.oldest) if i is not None]
     return PoolInstanceStatus(
-        "paused" if snapshot.paused else "processing" if busy else "idle",
+        pool_status(snapshot),
         index,
         pending_count=snapshot.queued + (1 if current is not None else 0),
         processed_count=snapshot.processed_count,
@@ -531,15 +483,10 @@ def _status(
     )
 
 
-def _run(snapshot: PoolSnapshot[Any], **extra: Any) -> RunUserCode:
-    item = snapshot.current
-    return rt.run_command(
-        snapshot,
-        item=item,
-        event=None if item is None else item.event,
-        run_count=snapshot.processed_count,
-        **extra,
-    )
+def _run(snapshot: PoolSnapshot[Any]) -> RunUserCode:
+    """Run the current event."""
+    assert snapshot.current is not None
+    return rt.run_command(snapshot, PoolExecute(snapshot.current))
 
 
 def _take_next(
@@ -547,7 +494,7 @@ def _take_next(
     snapshot: PoolSnapshot[Any],
     queue: QueueView[Any],
     now: Instant,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     """An alarm: prune expired records, then run the current event or take the head."""
     effects: list[Command] = []
     if queue.expired:
@@ -577,12 +524,13 @@ def _move_on(
     effects: list[Command],
     now: Instant,
     **changes: Any,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     """After an event is finished: next event, or ``on_empty`` when the shard is empty."""
     done = rt.settled(shard, current=None, **changes)
     if done.queued == 0 and definition.on_empty is not None:
         emptying = rt.begin_run(done, hook="on_empty", origin="alarm", now=now)
-        return rt.commit(_alarm_at(now), emptying, effects, run=_run(emptying))
+        command = rt.run_command(emptying, PoolOnEmpty(emptying.processed_count))
+        return rt.commit(_alarm_at(now), emptying, effects, run=command)
     return rt.commit(_alarm_at(now), done, effects)
 
 
@@ -592,7 +540,7 @@ def _after_run(
     run: rt.InFlight,
     outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
     now: Instant,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     key = snapshot.key
     alarm = _alarm_at(now)
     if run.hook != "execute":
@@ -641,6 +589,7 @@ def _after_run(
             now=now,
             attempt=decision.attempts,
         )
-        command = _run(handling, error=outcome.error)
+        assert handling.current is not None
+        command = rt.run_command(handling, PoolOnDeadLetter(handling.current, outcome.error))
         return rt.commit(alarm, handling, effects, run=command)
     return _move_on(definition, dead, effects, now)

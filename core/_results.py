@@ -1,4 +1,4 @@
-"""Results of client calls: frozen values, the ``Reply`` payloads of the core.
+"""Results of client calls: frozen values, the values a ``Reply`` command carries.
 
 Theory of operation: the fields are the snake_case of the original's response fields, and
 the status strings keep the original's values. Times are aware UTC ``datetime`` values,
@@ -35,6 +35,7 @@ __all__ = [
     "PoolPauseResult",
     "PoolResumeResult",
     "PoolStatusResult",
+    "ReplyValue",
     "RequestFailed",
     "StateResult",
     "TaskSendResult",
@@ -126,11 +127,17 @@ class TaskTerminateResult:
 
 @attrs.frozen
 class TaskStatusResult:
+    """``scheduled_at`` is the time a handler asked ``execute`` to run; ``next_run_at`` is
+    when ``execute`` runs next, that schedule or a pending retry, whichever is first, and
+    ``attempt`` the attempt it will be. A task with either is ``"active"``."""
+
     status: Literal["active", "idle", "not_found"]
     scheduled_at: datetime | None = None
     created_at: datetime | None = None
     event_count: int | None = None
     execute_count: int | None = None
+    next_run_at: datetime | None = None
+    attempt: int | None = None
 
 
 @attrs.frozen
@@ -231,7 +238,7 @@ class DeadLetter(Generic[P]):
     failed_at: datetime
 
 
-Reply = (
+ReplyValue = (
     ContinuousStartResult
     | ContinuousTriggerResult
     | ContinuousTerminateResult

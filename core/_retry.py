@@ -172,6 +172,11 @@ def _check_backoff(
         raise DefinitionError(f"Retry backoff must come from Backoff.*, got {value!r}")
 
 
+def _check_jitter(instance: Retry, attribute: attrs.Attribute[bool], value: object) -> None:
+    if not isinstance(value, bool):
+        raise DefinitionError(f"Retry jitter must be True or False, got {value!r}")
+
+
 def _to_max_duration(value: DurationLike | None) -> Duration | None:
     if value is None:
         return None
@@ -185,11 +190,15 @@ class Retry:
     >>> policy = Retry(max_attempts=3, backoff=Backoff.constant("10 seconds"), jitter=False)
     >>> policy.max_attempts, policy.backoff.delay(1)
     (3, 10000)
+    >>> Retry(max_attempts=3, jitter="no")
+    Traceback (most recent call last):
+    ...
+    durable_jobs._errors.DefinitionError: Retry jitter must be True or False, got 'no'
     """
 
     max_attempts: int = attrs.field(validator=_check_max_attempts)
     backoff: BackoffPolicy = attrs.field(factory=Backoff.standard, validator=_check_backoff)
-    jitter: bool = True
+    jitter: bool = attrs.field(default=True, validator=_check_jitter)
     max_duration: Duration | None = attrs.field(default=None, converter=_to_max_duration)
 
 

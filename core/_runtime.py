@@ -26,12 +26,21 @@ run or a terminate. This module does the rest, for all of them:
 * ``commit`` derives the alarm from the snapshot (no alarm while a run is in flight; the
   retry time wins while a retry is pending) and emits ``Persist`` plus the alarm command
   only when the alarm changed. This is the one place alarms are decided.
+
+*Working snapshots.* A request whose answer depends on user code (a Debounce reducer,
+a Task ``on_event``) runs that code before anything is stored: if it fails, nothing of
+the request may remain. ``hold`` builds that transition: the snapshot it carries has the
+run marked in flight but is **not written** (``Transition.unsaved``): no command of it
+touches the instance's record (telemetry of a failed handler still commits). An
+interpreter keeps the working snapshot in memory for the outcome, and, because other writers may have changed the instance meanwhile, checks
+before deciding the outcome that the stored version is still the one the request
+started from; if not, it runs the whole request again from the top.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 import attrs
 from returns.result import Failure
@@ -41,6 +50,7 @@ from durable_jobs._commands import (
     Command,
     Emit,
     Hook,
+    HookPayload,
     Persist,
     Purge,
     RecordDeadLetter,
@@ -58,8 +68,7 @@ from durable_jobs._inputs import (
     UserCodeSucceeded,
 )
 from durable_jobs._keys import InstanceKey
-from durable_jobs._results import DeadLetter
-from durable_jobs._results import Reply as ReplyValue
+from durable_jobs._results import DeadLetter, ReplyValue
 from durable_jobs._retry import NO_RETRY, Retry, jittered
 from durable_jobs._telemetry import (
     ExhaustionReason,
@@ -119,12 +128,27 @@ class InFlight:
     error_source: Literal["onEvent", "execute"] | None = None
 
 
-@attrs.frozen
-class Transition:
-    """The next snapshot (``None`` when the instance is gone) and the commands to run."""
+SnapshotT_co = TypeVar("SnapshotT_co", covariant=True)
+"""The snapshot type of a ``Transition`` (``None`` included)."""
 
-    snapshot: Any
+
+class Transition(NamedTuple, Generic[SnapshotT_co]):
+    """The next snapshot (``None`` when the instance is gone) and the commands to run.
+
+    The type parameter is the snapshot's type, ``None`` included (``decide`` on a
+    Continuous job gives a ``Transition[ContinuousSnapshot[S] | None]``).
+
+    ``unsaved`` marks a working snapshot: a run is in flight on it but nothing was
+    written (see ``hold``); the interpreter keeps it for the run's outcome. (A frozen
+    named tuple: one is built per ``decide``, and a tuple is the cheapest value to build.)
+
+    >>> Transition(None, ()).unsaved
+    False
+    """
+
+    snapshot: SnapshotT_co
     commands: tuple[Command, ...]
+    unsaved: bool = False
 
 
 class LifecycleSnapshot(Protocol):
@@ -177,7 +201,7 @@ def commit(
     *,
     run: RunUserCode | None = None,
     reply: ReplyValue | None = None,
-) -> Transition:
+) -> Transition[Any]:
     """Persist ``after``: derive its alarm, bump its version, and emit the commands.
 
     ``after.alarm_at`` must still hold the alarm that is currently set (the one stored
@@ -195,7 +219,7 @@ def committed(
     *,
     run: RunUserCode | None = None,
     reply: ReplyValue | None = None,
-) -> Transition:
+) -> Transition[Any]:
     """The commands that persist ``stored``, which already carries its derived alarm and
     bumped version (``commit`` builds it; a hot path may build it in one step itself)."""
     alarm = stored.alarm_at
@@ -216,15 +240,23 @@ def committed(
 
 def keep(
     snapshot: Any, effects: Sequence[Command] = (), reply: ReplyValue | None = None
-) -> Transition:
+) -> Transition[Any]:
     """A transition that writes no snapshot (a query, a stale input, a rejected run)."""
     commands = tuple(effects) if reply is None else (*effects, Reply(reply))
     return Transition(snapshot, commands)
 
 
+def hold(
+    working: LifecycleSnapshot, payload: HookPayload, effects: Sequence[Command] = ()
+) -> Transition[Any]:
+    """Run user code on ``working`` (a run marked in flight by ``begin_run``) without
+    writing anything: the request's answer waits for the outcome (see the header)."""
+    return Transition(working, (*effects, run_command(working, payload)), unsaved=True)
+
+
 def purge(
     key: InstanceKey, effects: Sequence[Command] = (), reply: ReplyValue | None = None
-) -> Transition:
+) -> Transition[Any]:
     """Delete the instance (snapshot and alarm)."""
     commands: tuple[Command, ...] = (*effects, Purge(key))
     if reply is not None:
@@ -276,7 +308,7 @@ def commit_start(
     now: Instant,
     attempt: int = 1,
     **changes: Any,
-) -> Transition:
+) -> Transition[Any]:
     """``begin_run`` and ``commit`` in one step (one snapshot rebuilt, not two): a run in
     flight has no alarm, so none needs deriving. ``run`` builds the ``RunUserCode``
     from the stored snapshot.
@@ -327,9 +359,9 @@ def after_outcome(
     outcome: Outcome,
     handle: Callable[
         [SnapshotT, InFlight, UserCodeSucceeded | UserCodeFailed | TerminateRequested],
-        Transition,
+        Transition[Any],
     ],
-) -> Transition:
+) -> Transition[Any]:
     """``handle`` the outcome of the run in flight, or do nothing for a stale outcome."""
     matched = match_outcome(snapshot, outcome)
     if matched is None or snapshot is None:
@@ -470,16 +502,9 @@ def terminated_effects(
     return [Emit(JobTerminated(**fields, reason=reason, run_count=run_count))]
 
 
-def run_command(snapshot: LifecycleSnapshot, **context: Any) -> RunUserCode:
+def run_command(snapshot: LifecycleSnapshot, payload: HookPayload) -> RunUserCode:
     """The ``RunUserCode`` command for the run now marked in flight on ``snapshot``."""
     run = snapshot.in_flight
     assert run is not None
-    return RunUserCode(
-        key=snapshot.key,
-        hook=run.hook,
-        run_id=run.run_id,
-        attempt=run.attempt,
-        flush_reason=run.flush_reason,
-        error_source=run.error_source,
-        **context,
-    )
+    assert run.hook == payload.hook
+    return RunUserCode(key=snapshot.key, run_id=run.run_id, attempt=run.attempt, payload=payload)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Final, Optional
+from typing import Any, Final, Optional, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -29,19 +29,14 @@ from durable_jobs import _commands as cmd
 from durable_jobs import _inputs as inp
 from durable_jobs import _results as res
 from durable_jobs import _telemetry as tel
-from durable_jobs._continuous import ContinuousSnapshot
-from durable_jobs._debounce import DebounceSnapshot
-from durable_jobs._definitions import (
-    ContinuousDefinition,
-    DebounceDefinition,
-    Definition,
-    WorkerPoolDefinition,
-)
+from durable_jobs._definitions import Definition
 from durable_jobs._errors import StorageError, ValidationError
-from durable_jobs._pool import FinishedEvent, PoolSnapshot, QueueItem
-from durable_jobs._task import TaskSnapshot
+from durable_jobs._keys import InstanceKey
+from durable_jobs._kinds import kind_of
+from durable_jobs._plan import CommitPlan
+from durable_jobs._queue import FinishedEvent, QueueItem
 
-__all__ = ["SCHEMA_VERSION", "TAGS", "Codec", "make_converter", "validate"]
+__all__ = ["SCHEMA_VERSION", "TAGS", "Codec", "Unstructured", "make_converter", "typed", "validate"]
 
 SCHEMA_VERSION: Final = 1
 
@@ -93,6 +88,17 @@ TAGS: Final[dict[type, str]] = {
     cmd.ClearQueue: "clearQueue",
     cmd.PutFinished: "putFinished",
     cmd.DeleteFinished: "deleteFinished",
+    # hook payloads of RunUserCode
+    cmd.ContinuousExecute: "continuous.execute",
+    cmd.DebounceReduce: "debounce.onEvent",
+    cmd.DebounceExecute: "debounce.execute",
+    cmd.TaskOnEvent: "task.onEvent",
+    cmd.TaskExecute: "task.execute",
+    cmd.TaskOnIdle: "task.onIdle",
+    cmd.TaskOnError: "task.onError",
+    cmd.PoolExecute: "workerPool.execute",
+    cmd.PoolOnDeadLetter: "workerPool.onDeadLetter",
+    cmd.PoolOnEmpty: "workerPool.onEmpty",
     # telemetry: the event name is the tag
     **{cls: cls.type for cls in tel.TELEMETRY_CLASSES},
     # replies
@@ -123,7 +129,7 @@ TAGS: Final[dict[type, str]] = {
 def make_converter() -> cattrs.Converter:
     """A JSON converter with the framework's tagged unions registered.
 
-    >>> from durable_jobs._inputs import AlarmFired, Input
+    >>> from durable_jobs.protocol import AlarmFired, Input
     >>> conv = make_converter()
     >>> conv.unstructure(AlarmFired(at=5), Input)
     {'at': 5, 'tag': 'alarm.fired'}
@@ -135,11 +141,37 @@ def make_converter() -> cattrs.Converter:
     _attrs_from_mappings_only(converter)
 
     def tag(cls: type) -> str:
-        return TAGS[cls]
+        return TAGS[get_origin(cls) or cls]  # Persist[Any] is tagged as Persist
 
-    for union in (res.Reply, tel.TelemetryEvent, inp.Input, cmd.Command):
-        configure_tagged_union(union, converter, tag_generator=tag, tag_name="tag")
+    for union in (res.ReplyValue, tel.TelemetryEvent, inp.Input, cmd.HookPayload, cmd.Command):
+        # A union of generic members (``Persist[Any]``) is tagged by the bare classes,
+        # which is what a value's ``__class__`` is; the union as annotated delegates.
+        plain = _bare(union)
+        if plain != union:
+            _delegate(converter, union, plain)
+        configure_tagged_union(plain, converter, tag_generator=tag, tag_name="tag")
     return converter
+
+
+def _bare(union: Any) -> Any:
+    """``union`` with every generic member replaced by its bare class."""
+    return Union[tuple(get_origin(member) or member for member in get_args(union))]  # noqa: UP007
+
+
+def _delegate(converter: cattrs.Converter, annotated: Any, plain: Any) -> None:
+    def structure_as(target: Any) -> Any:
+        return lambda data, _: converter.structure(data, target)
+
+    for member in get_args(annotated):
+        bare = get_origin(member)
+        if bare is not None:  # structure a bare generic class as its ``[Any, ...]`` form
+            converter.register_structure_hook(bare, structure_as(member))
+
+    def unstructure(value: Any) -> Any:
+        return converter.unstructure(value, plain)
+
+    converter.register_unstructure_hook(annotated, unstructure)
+    converter.register_structure_hook(annotated, structure_as(plain))
 
 
 def _strict_scalars(converter: cattrs.Converter) -> None:
@@ -187,8 +219,21 @@ _DEFAULT = make_converter()
 _PLAIN_SCALARS: Final = (int, str, float, bool)
 
 
+@attrs.frozen
+class Unstructured:
+    """A value in its JSON form (dicts, lists, strings, numbers), to be structured as the
+    job's declared type: the explicit way to hand a client JSON instead of a typed value.
+
+    >>> validate(Unstructured({"x": 1}), dict[str, int], what="event")
+    {'x': 1}
+    """
+
+    data: Any
+
+
 def validate(value: Any, type_: Any, *, what: str, converter: cattrs.Converter = _DEFAULT) -> Any:
-    """``value`` (typed or in its JSON form) structured as ``type_``, or ``ValidationError``.
+    """``value`` (typed, in its JSON form, or ``Unstructured``) structured as ``type_``, or
+    ``ValidationError``.
 
     A typed value goes through the converter too (unstructure, then structure), so a
     value that could not be stored is refused before anything is written.
@@ -202,6 +247,8 @@ def validate(value: Any, type_: Any, *, what: str, converter: cattrs.Converter =
     """
     if type(value) is type_ and type_ in _PLAIN_SCALARS:
         return value  # already exactly the declared JSON scalar: nothing to check
+    if isinstance(value, Unstructured):
+        value = value.data
     try:
         raw = converter.unstructure(value)
         json.dumps(raw)
@@ -218,21 +265,31 @@ def _describe(error: BaseException) -> str:
     return str(error)
 
 
-def _snapshot_type(definition: Definition) -> Any:
-    if isinstance(definition, WorkerPoolDefinition):
-        return PoolSnapshot[definition.event]  # type: ignore[name-defined]
-    if isinstance(definition, ContinuousDefinition):
-        return ContinuousSnapshot[definition.state]  # type: ignore[name-defined]
-    if isinstance(definition, DebounceDefinition):
-        return DebounceSnapshot[definition.state]  # type: ignore[name-defined]
-    return TaskSnapshot[definition.state]  # type: ignore[name-defined]
+def typed(cls: Any, state_type: Any, event_type: Any) -> Any:
+    """``cls`` with its type parameters bound: ``S`` to the state type, ``E`` to the
+    event type (every generic value of the core names its parameters so).
+
+    >>> typed(QueueItem, int, str)
+    durable_jobs._queue.QueueItem[str]
+    """
+    parameters = getattr(cls, "__parameters__", ())
+    if not parameters:
+        return cls
+    bound = {"S": state_type, "E": event_type}
+    try:
+        return cls[tuple(bound[p.__name__] for p in parameters)]
+    except KeyError:
+        raise TypeError(f"{cls.__name__} has a type parameter that is neither S nor E") from None
+
+
+_PAYLOAD_TAGS: Final = {TAGS[cls]: cls for cls in cmd.PAYLOAD_CLASSES}
 
 
 class Codec:
     """Encodes and decodes the values of one job with its user types restored.
 
     >>> from durable_jobs import Debounce, Jobs
-    >>> from durable_jobs._inputs import DebounceAdd
+    >>> from durable_jobs.protocol import DebounceAdd
     >>> job = Jobs(b=Debounce.make(event=int, execute=print, flush_after="1 s"))["b"]
     >>> codec = Codec(job)
     >>> codec.decode_input(codec.encode_input(DebounceAdd(id="u", event=3)))
@@ -242,11 +299,15 @@ class Codec:
     def __init__(self, definition: Definition, converter: cattrs.Converter = _DEFAULT) -> None:
         self.definition = definition
         self.converter = converter
-        self.snapshot_type = _snapshot_type(definition)
+        self.kind = kind_of(definition)
         self.state_type: Any = definition.state
         self.event_type: Any = getattr(definition, "event", definition.state)
+        self.snapshot_type = typed(self.kind.snapshot, self.state_type, self.event_type)
         self.item_type: Any = QueueItem[self.event_type]  # type: ignore[name-defined]
         """A WorkerPool's pending-event row type (built once: subscripting is not free)."""
+        self._payload_types = {
+            cls: typed(cls, self.state_type, self.event_type) for cls in cmd.PAYLOAD_CLASSES
+        }
 
     # ----------------------------------------------------------------- snapshots
     def encode_snapshot(self, snapshot: Any) -> str:
@@ -339,31 +400,116 @@ class Codec:
     # ---------------------------------------------------------------- commands
     def encode_command(self, command: cmd.Command) -> dict[str, Any]:
         data: dict[str, Any] = self.converter.unstructure(command, cmd.Command)
-        if isinstance(command, cmd.Persist):
-            data["snapshot"] = self.converter.unstructure(command.snapshot, self.snapshot_type)
-        elif isinstance(command, cmd.Emit):
-            data["event"] = self.encode_event(command.event)
-        elif isinstance(command, cmd.RecordDeadLetter):
-            data["record"] = self.encode_dead_letter(command.record)
-        elif isinstance(command, cmd.PutQueueItem):
-            data["item"] = self.converter.unstructure(command.item, QueueItem[self.event_type])  # type: ignore[name-defined]
+        match command:
+            case cmd.Persist():
+                data["snapshot"] = self.converter.unstructure(command.snapshot, self.snapshot_type)
+            case cmd.Emit():
+                data["event"] = self.encode_event(command.event)
+            case cmd.RecordDeadLetter():
+                data["record"] = self.encode_dead_letter(command.record)
+            case cmd.PutQueueItem():
+                data["item"] = self.converter.unstructure(command.item, self.item_type)
+            case cmd.RunUserCode():
+                payload = command.payload
+                body = self.converter.unstructure(payload, self._payload_types[type(payload)])
+                data["payload"] = {**body, "tag": TAGS[type(payload)]}
         return data
 
     def decode_command(self, data: dict[str, Any]) -> cmd.Command:
         command: cmd.Command = self.converter.structure(data, cmd.Command)  # type: ignore[arg-type]
-        if isinstance(command, cmd.Persist):
-            snapshot = self.converter.structure(data["snapshot"], self.snapshot_type)
-            return cmd.Persist(snapshot)
-        if isinstance(command, cmd.Emit):
-            return cmd.Emit(self.decode_event(data["event"]))
-        if isinstance(command, cmd.RecordDeadLetter):
-            return cmd.RecordDeadLetter(self.decode_dead_letter(data["record"]))
-        if isinstance(command, cmd.PutQueueItem):
-            item = self.converter.structure(data["item"], QueueItem[self.event_type])  # type: ignore[name-defined]
-            return cmd.PutQueueItem(item)
-        if isinstance(command, cmd.PutFinished):
-            return cmd.PutFinished(self.converter.structure(data["record"], FinishedEvent))
-        if isinstance(command, cmd.DeleteFinished):
-            records = self.converter.structure(data["records"], tuple[FinishedEvent, ...])
-            return cmd.DeleteFinished(records)
+        structure = self.converter.structure
+        match command:
+            case cmd.Persist():
+                return cmd.Persist(structure(data["snapshot"], self.snapshot_type))
+            case cmd.Emit():
+                return cmd.Emit(self.decode_event(data["event"]))
+            case cmd.RecordDeadLetter():
+                return cmd.RecordDeadLetter(self.decode_dead_letter(data["record"]))
+            case cmd.PutQueueItem():
+                return cmd.PutQueueItem(structure(data["item"], self.item_type))
+            case cmd.PutFinished():
+                return cmd.PutFinished(structure(data["record"], FinishedEvent))
+            case cmd.DeleteFinished():
+                return cmd.DeleteFinished(structure(data["records"], tuple[FinishedEvent, ...]))
+            case cmd.RunUserCode():
+                body = dict(data["payload"])
+                cls = _PAYLOAD_TAGS[body.pop("tag")]
+                payload = structure(body, self._payload_types[cls])
+                return attrs.evolve(command, payload=payload)
         return command
+
+    # ------------------------------------------------------------------- plans
+    def encode_plan(self, plan: CommitPlan[Any]) -> dict[str, Any]:
+        """A commit plan as JSON-ready data, with every user value typed.
+
+        >>> from durable_jobs import Debounce, Jobs, Instant
+        >>> from durable_jobs.protocol import DebounceAdd, decide, plan_of
+        >>> job = Jobs(b=Debounce.make(event=int, execute=print, flush_after="1 s"))["b"]
+        >>> codec = Codec(job)
+        >>> transition = decide(job, None, DebounceAdd("u", 1), Instant(0)).unwrap()
+        >>> plan, _, _ = plan_of(InstanceKey("debounce", "b", "u"), None, transition)
+        >>> codec.decode_plan(json.loads(json.dumps(codec.encode_plan(plan)))) == plan
+        True
+        """
+        unstructure = self.converter.unstructure
+        return {
+            "key": unstructure(plan.key),
+            "expected_version": plan.expected_version,
+            "write": plan.write,
+            "snapshot": None
+            if plan.snapshot is None
+            else unstructure(plan.snapshot, self.snapshot_type),
+            "alarm_changed": plan.alarm_changed,
+            "alarm_at": plan.alarm_at,
+            "starts_run": plan.starts_run,
+            "queue": [self.encode_command(change) for change in plan.queue],
+            "telemetry": [self.encode_event(event) for event in plan.telemetry],
+            "dead_letters": [self.encode_dead_letter(record) for record in plan.dead_letters],
+        }
+
+    def decode_plan(self, data: dict[str, Any]) -> CommitPlan[Any]:
+        """The plan ``encode_plan`` gave; ``StorageError`` for data that is not one."""
+        try:
+            structure = self.converter.structure
+            queue = tuple(self.decode_command(change) for change in data["queue"])
+            if not all(isinstance(change, _QUEUE_CHANGES) for change in queue):
+                raise TypeError("a plan's queue holds only queue-row commands")
+            snapshot, write = data["snapshot"], data["write"]
+            if write not in ("keep", "put", "delete"):
+                raise TypeError(f"write must be keep, put or delete, got {write!r}")
+            return CommitPlan(
+                key=structure(data["key"], InstanceKey),
+                expected_version=_optional_int(data["expected_version"]),
+                write=write,
+                snapshot=None if snapshot is None else structure(snapshot, self.snapshot_type),
+                alarm_changed=structure(data["alarm_changed"], bool),
+                alarm_at=_optional_int(data["alarm_at"]),
+                starts_run=structure(data["starts_run"], bool),
+                queue=queue,  # type: ignore[arg-type]
+                telemetry=tuple(self.decode_event(event) for event in data["telemetry"]),
+                dead_letters=tuple(
+                    self.decode_dead_letter(record) for record in data["dead_letters"]
+                ),
+            )
+        except StorageError:
+            raise
+        except Exception as error:
+            raise StorageError(
+                f"not a commit plan of {self.definition.name!r} ({_describe(error)})"
+            ) from None
+
+
+def _optional_int(value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"expected an int or null, got {value!r}")
+    return value
+
+
+_QUEUE_CHANGES: Final = (
+    cmd.PutQueueItem,
+    cmd.DeleteQueueItem,
+    cmd.TakeQueueItem,
+    cmd.ClearQueue,
+    cmd.PutFinished,
+    cmd.DeleteFinished,
+)

@@ -19,6 +19,8 @@ The alarm is the earlier of that time and a pending retry.
 * A failed handler's buffered changes are dropped: ``on_error`` sees the state as it was
   before the failed handler.
 * ``ctx.terminate()`` in any hook and the client's ``terminate`` purge the instance.
+* ``status`` is ``"active"`` while ``execute`` will run again: a schedule is set or a
+  failed ``execute`` waits for its retry (``next_run_at`` and ``attempt`` show which).
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ import attrs
 from returns.result import Result, Success
 
 from durable_jobs import _runtime as rt
-from durable_jobs._commands import Command, Emit, RunUserCode
+from durable_jobs._commands import (
+    Command,
+    Emit,
+    IdleReason,
+    TaskExecute,
+    TaskOnError,
+    TaskOnEvent,
+    TaskOnIdle,
+    TaskView,
+)
 from durable_jobs._definitions import TaskDefinition
 from durable_jobs._errors import ErrorInfo, Rejection
 from durable_jobs._inputs import (
@@ -47,7 +58,7 @@ from durable_jobs._inputs import (
 )
 from durable_jobs._keys import InstanceKey
 from durable_jobs._results import (
-    Reply,
+    ReplyValue,
     RequestFailed,
     StateResult,
     TaskSendResult,
@@ -58,7 +69,7 @@ from durable_jobs._results import (
 from durable_jobs._telemetry import TaskScheduled, base_fields
 from durable_jobs._time import Instant, to_datetime
 
-__all__ = ["TaskSnapshot", "decide_task"]
+__all__ = ["TaskSnapshot", "decide_task", "task_status"]
 
 S = TypeVar("S")
 
@@ -87,7 +98,6 @@ _TRIGGERS: dict[str, Trigger] = {
 }
 
 
-IdleReason = Literal["onEvent", "execute", "onError"]
 _IDLE_REASONS: dict[str, IdleReason] = {
     "on_event": "onEvent",
     "execute": "execute",
@@ -95,23 +105,28 @@ _IDLE_REASONS: dict[str, IdleReason] = {
 }
 
 
+def task_status(snapshot: TaskSnapshot[Any]) -> Literal["active", "idle"]:
+    """``"active"`` while ``execute`` will run again (scheduled, or a retry pending)."""
+    pending = snapshot.scheduled_at is not None or snapshot.attempts.retry_at is not None
+    return "active" if pending else "idle"
+
+
 def _alarm(snapshot: TaskSnapshot[Any]) -> Instant | None:
     times = [t for t in (snapshot.attempts.retry_at, snapshot.scheduled_at) if t is not None]
     return min(times) if times else None
 
 
-def _command(snapshot: TaskSnapshot[Any], **extra: Any) -> RunUserCode:
-    fields: dict[str, Any] = {
-        "state": snapshot.state,
-        "event_count": snapshot.event_count,
-        "execute_count": snapshot.execute_count,
-        "created_at": snapshot.created_at,
-        "scheduled_at": snapshot.scheduled_at,
-    }
-    return rt.run_command(snapshot, **{**fields, **extra})
+def _view(snapshot: TaskSnapshot[S], event_count: int | None = None) -> TaskView[S]:
+    return TaskView(
+        state=snapshot.state,
+        event_count=snapshot.event_count if event_count is None else event_count,
+        execute_count=snapshot.execute_count,
+        created_at=snapshot.created_at,
+        scheduled_at=snapshot.scheduled_at,
+    )
 
 
-def _execute(snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant) -> rt.Transition:
+def _execute(snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant) -> rt.Transition[Any]:
     attempt = rt.pending_attempt(snapshot)
     counted = (
         snapshot
@@ -119,7 +134,7 @@ def _execute(snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant) ->
         else attrs.evolve(snapshot, execute_count=snapshot.execute_count + 1)
     )
     running = rt.begin_run(counted, hook="execute", origin=origin, now=now, attempt=attempt)
-    return rt.commit(_alarm, running, [], run=_command(running))
+    return rt.commit(_alarm, running, [], run=rt.run_command(running, TaskExecute(_view(running))))
 
 
 def decide_task(
@@ -127,7 +142,7 @@ def decide_task(
     snapshot: TaskSnapshot[S] | None,
     input_: Input,
     now: Instant,
-) -> Result[rt.Transition, Rejection]:
+) -> Result[rt.Transition[Any], Rejection]:
     match input_:
         case TaskSend(id=id_, event=event):
             if snapshot is not None and snapshot.in_flight is not None:
@@ -137,8 +152,8 @@ def decide_task(
                 key=InstanceKey("task", definition.name, id_), created_at=now
             )
             handling = rt.begin_run(task, hook="on_event", origin="send", now=now, created=created)
-            command = _command(handling, event=event, event_count=task.event_count + 1)
-            return Success(rt.keep(handling, [command]))
+            payload = TaskOnEvent(_view(handling, task.event_count + 1), event)
+            return Success(rt.hold(handling, payload))
 
         case TaskTrigger(id=id_):
             if snapshot is None:
@@ -159,16 +174,18 @@ def decide_task(
         case TaskStatus():
             if snapshot is None:
                 return Success(rt.keep(None, reply=TaskStatusResult("not_found")))
-            at = snapshot.scheduled_at
+            at, upcoming = snapshot.scheduled_at, _alarm(snapshot)
             return Success(
                 rt.keep(
                     snapshot,
                     reply=TaskStatusResult(
-                        "active" if at is not None else "idle",
+                        task_status(snapshot),
                         scheduled_at=None if at is None else to_datetime(at),
                         created_at=to_datetime(snapshot.created_at),
                         event_count=snapshot.event_count,
                         execute_count=snapshot.execute_count,
+                        next_run_at=None if upcoming is None else to_datetime(upcoming),
+                        attempt=snapshot.attempts.attempt,
                     ),
                 )
             )
@@ -196,7 +213,9 @@ def decide_task(
             return rt.not_for("task", input_)
 
 
-def _reply(run: rt.InFlight, snapshot: TaskSnapshot[Any] | None, key: InstanceKey) -> Reply | None:
+def _reply(
+    run: rt.InFlight, snapshot: TaskSnapshot[Any] | None, key: InstanceKey
+) -> ReplyValue | None:
     if run.origin == "send":
         at = None if snapshot is None else snapshot.scheduled_at
         return TaskSendResult(
@@ -235,13 +254,14 @@ def _continue(
     effects: list[Command],
     reason: IdleReason,
     now: Instant,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     """Commit a finished handler; run ``on_idle`` next when nothing is pending."""
     done = attrs.evolve(snapshot, in_flight=None)
     idle = done.scheduled_at is None and done.attempts.retry_at is None
     if idle and definition.on_idle is not None:
         idling = rt.begin_run(done, hook="on_idle", origin=run.origin, now=now, created=run.created)
-        return rt.commit(_alarm, idling, effects, run=_command(idling, idle_reason=reason))
+        command = rt.run_command(idling, TaskOnIdle(_view(idling), reason))
+        return rt.commit(_alarm, idling, effects, run=command)
     return rt.commit(_alarm, done, effects, reply=_reply(run, done, done.key))
 
 
@@ -255,7 +275,7 @@ def _on_error(
     now: Instant,
     *,
     persist: bool,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     handling = rt.begin_run(
         attrs.evolve(snapshot, in_flight=None),
         hook="on_error",
@@ -264,10 +284,10 @@ def _on_error(
         created=run.created,
         error_source=source,
     )
-    command = _command(handling, error=error)
+    payload = TaskOnError(_view(handling), error, source)
     if persist:
-        return rt.commit(_alarm, handling, effects, run=command)
-    return rt.keep(handling, [*effects, command])
+        return rt.commit(_alarm, handling, effects, run=rt.run_command(handling, payload))
+    return rt.hold(handling, payload, effects)
 
 
 def _after_run(
@@ -276,7 +296,7 @@ def _after_run(
     run: rt.InFlight,
     outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
     now: Instant,
-) -> rt.Transition:
+) -> rt.Transition[Any]:
     key = snapshot.key
     if isinstance(outcome, TerminateRequested):
         effects = rt.terminated_effects(key, outcome.reason, snapshot.execute_count, now)

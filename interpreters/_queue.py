@@ -17,7 +17,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from typing import Any
 
-from durable_jobs import FinishedEvent, QueueItem, QueueReads, QueueView
+from durable_jobs.protocol import FinishedEvent, QueueItem, QueueReads, QueueView
 
 __all__ = ["ShardQueue", "SortedKeys"]
 

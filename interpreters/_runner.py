@@ -1,12 +1,13 @@
 """Running user code: the edge where exceptions become values.
 
 Theory of operation: ``prepare(definition, command, now)`` builds the context a
-``RunUserCode`` command names and calls the hook. What the hook returns may be a plain
+``RunUserCode`` command names (with the job type's context factory from the core) and
+calls the hook. What the hook returns may be a plain
 value, an awaitable (``async def``), or a ``returns`` container; ``complete`` turns the
 final value, or the exception, into an outcome input for the core:
 
-* a normal return → ``UserCodeSucceeded`` with what the context buffered (a Debounce
-  reducer's return value is its new state);
+* a normal return → ``UserCodeSucceeded`` with what the context buffered
+  (``ctx.finish``: a Debounce reducer's return value is its new state);
 * ``ctx.terminate()`` → ``TerminateRequested`` (it is a ``BaseException``, so user code
   catching ``Exception`` cannot swallow it);
 * any ``Exception``, or a ``returns`` ``Failure`` → ``UserCodeFailed`` with an ``ErrorInfo``;
@@ -24,7 +25,7 @@ import concurrent.futures
 import contextvars
 import inspect
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import attrs
@@ -32,34 +33,21 @@ from returns.io import IOFailure, IOResult, IOSuccess
 from returns.result import Failure, Result, Success
 from returns.unsafe import unsafe_perform_io
 
-from durable_jobs import (
-    ContinuousContext,
-    ContinuousDefinition,
-    DebounceContext,
-    DebounceDefinition,
-    DebounceEventContext,
-    Definition,
-    ErrorInfo,
-    Instant,
+from durable_jobs import Definition, ErrorInfo, Instant, ValidationError
+from durable_jobs.protocol import (
+    INVALID_STATE,
+    ContextChanges,
     Outcome,
-    PoolContext,
-    PoolDeadLetterContext,
-    PoolEmptyContext,
     RunUserCode,
-    TaskContext,
-    TaskDefinition,
     TerminateRequested,
     TerminateSignal,
     UserCodeFailed,
     UserCodeSucceeded,
-    ValidationError,
-    WorkerPoolDefinition,
+    kind_of,
     validate,
 )
-from durable_jobs._client import INVALID_STATE
-from durable_jobs._context import ContextChanges
 
-__all__ = ["HookCall", "prepare", "run_sync"]
+__all__ = ["HookRun", "prepare", "run_sync"]
 
 
 class _ReturnedFailure(Exception):
@@ -73,7 +61,7 @@ def _error_info(error: BaseException) -> ErrorInfo:
 
 
 @attrs.define
-class HookCall:
+class HookRun:
     """A started hook: its context and what the function returned (maybe awaitable)."""
 
     definition: Definition
@@ -95,9 +83,7 @@ class HookCall:
             return TerminateRequested(run_id=run_id, reason=failure.reason)
         if failure is not None:
             return UserCodeFailed(run_id=run_id, error=_error_info(failure))
-        changes: ContextChanges = self.context.changes()
-        if isinstance(self.context, DebounceEventContext):
-            changes = ContextChanges(state_set=True, state=value)
+        changes: ContextChanges = self.context.finish(value)
         state = changes.state
         if changes.state_set:
             try:
@@ -117,6 +103,8 @@ class HookCall:
 
 def _unwrap(value: Any) -> Any:
     """The success value of a ``returns`` container; raise for a failure."""
+    if value is None:
+        return None  # most hooks return nothing: skip the (slow, ABC) checks below
     if isinstance(value, IOResult):
         if isinstance(value, IOFailure):
             _raise(unsafe_perform_io(value.failure()))
@@ -136,88 +124,23 @@ def _raise(inner: Any) -> None:
     raise _ReturnedFailure(repr(inner))
 
 
-def _context(definition: Definition, command: RunUserCode, now: Instant) -> Any:
-    key = command.key
-    if isinstance(definition, WorkerPoolDefinition):
-        if command.hook == "on_empty":
-            return PoolEmptyContext(key=key, now=now, processed_count=command.run_count)
-        if command.hook == "on_dead_letter":
-            assert command.error is not None
-            return PoolDeadLetterContext(
-                key=key, now=now, item=command.item, attempts=command.attempt, error=command.error
-            )
-        return PoolContext(key=key, now=now, item=command.item, attempt=command.attempt)
-    if isinstance(definition, ContinuousDefinition):
-        return ContinuousContext(
-            key=key,
-            now=now,
-            state=command.state,
-            run_count=command.run_count,
-            attempt=command.attempt,
-        )
-    if isinstance(definition, DebounceDefinition):
-        if command.hook == "on_event":
-            state = command.state if command.event_count > 1 else definition.initial()
-            return DebounceEventContext(
-                key=key, now=now, event=command.event, state=state, event_count=command.event_count
-            )
-        assert command.started_at is not None
-        assert command.flush_reason is not None
-        return DebounceContext(
-            key=key,
-            now=now,
-            state=command.state,
-            event_count=command.event_count,
-            started_at=command.started_at,
-            flush_reason=command.flush_reason,
-            attempt=command.attempt,
-        )
-    assert isinstance(definition, TaskDefinition)
-    assert command.created_at is not None
-    return TaskContext(
-        key=key,
-        now=now,
-        state=command.state,
-        event=command.event,
-        event_count=command.event_count,
-        execute_count=command.execute_count,
-        created_at=command.created_at,
-        scheduled_at=command.scheduled_at,
-        attempt=command.attempt,
-        idle_reason=command.idle_reason,
-        error=command.error,
-        error_source=command.error_source,
-    )
-
-
-def _hook(definition: Definition, command: RunUserCode) -> Callable[[Any], Any]:
-    fn = getattr(definition, command.hook, None)
-    if fn is None:  # pragma: no cover - the core only asks for hooks that exist
-        raise LookupError(f"job {definition.name!r} has no {command.hook}")
-    return fn  # type: ignore[no-any-return]
-
-
-def prepare(definition: Definition, command: RunUserCode, now: Instant) -> HookCall:
+def prepare(definition: Definition, command: RunUserCode, now: Instant) -> HookRun:
     """Build the context and call the hook; an awaitable result is left to the caller."""
     try:
-        context = _context(definition, command, now)
+        call = kind_of(definition).call(definition, command, now)
     except Exception as error:  # e.g. an initial_state factory that raises
-        return HookCall(definition, command, _Empty(), error=error)
-    call = HookCall(definition, command, context)
+        return HookRun(definition, command, _Empty(), error=error)
+    started = HookRun(definition, command, call.context)
     try:
-        fn = _hook(definition, command)
-        if isinstance(context, PoolDeadLetterContext):
-            call.result = fn(context.event, context.error, context)  # type: ignore[call-arg]
-        else:
-            call.result = fn(context)
+        started.result = call.function(*call.arguments)
     except (Exception, TerminateSignal) as error:
-        call.error = error
-    return call
+        started.error = error
+    return started
 
 
 @attrs.define
 class _Empty:
-    def changes(self) -> ContextChanges:
+    def finish(self, returned: Any) -> ContextChanges:
         return ContextChanges()
 
 

@@ -84,7 +84,6 @@ from rich.table import Table
 
 from durable_jobs import (
     Backoff,
-    Codec,
     Continuous,
     ContinuousContext,
     DeadLetter,
@@ -115,12 +114,11 @@ from durable_jobs import (
     TaskScheduled,
     TelemetryEvent,
     WorkerPool,
-    parse_duration,
-    to_datetime,
 )
 from durable_jobs.interpreters.clock import ManualClock
 from durable_jobs.interpreters.sqlite import SCHEMA, SYNCHRONOUS, SqliteInterpreter
 from durable_jobs.interpreters.worker import WorkerSetupError, load_jobs, serve
+from durable_jobs.protocol import Codec, parse_duration, to_datetime
 
 __all__ = ["CliError", "cli", "main", "run_demo"]
 

@@ -12,7 +12,8 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-from durable_jobs import Instant, from_datetime
+from durable_jobs import Instant
+from durable_jobs.protocol import from_datetime
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
@@ -31,7 +32,7 @@ class SystemClock:
 class ManualClock:
     """A clock that moves only by ``set``; never backwards.
 
-    >>> from durable_jobs import to_datetime
+    >>> from durable_jobs.protocol import to_datetime
     >>> clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     >>> clock.set(Instant(clock.now() + 1_000)); to_datetime(clock.now()).second
     1

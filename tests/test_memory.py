@@ -15,13 +15,11 @@ from durable_jobs import (
     Debounce,
     DebounceContext,
     Jobs,
-    Persist,
-    RunUserCode,
-    ScheduleAlarm,
     Task,
     TaskContext,
 )
 from durable_jobs.interpreters.memory import DEFAULT_START, MemoryInterpreter
+from durable_jobs.protocol import Persist, RunUserCode, ScheduleAlarm
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -31,9 +31,9 @@ from durable_jobs import (
     PoolDeadLetterContext,
     Retry,
     WorkerPool,
-    shard_index,
 )
 from durable_jobs.interpreters.memory import MemoryInterpreter
+from durable_jobs.protocol import shard_index
 
 START = datetime(2026, 4, 1, tzinfo=UTC)
 SHARDS = 3

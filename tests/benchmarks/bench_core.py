@@ -61,14 +61,17 @@ from durable_jobs import (
     ContinuousContext,
     ContinuousDefinition,
     Debounce,
-    DebounceAdd,
     DebounceContext,
     DebounceDefinition,
     DebounceEventContext,
     DebounceFlushed,
-    DebounceSnapshot,
     Instant,
     Jobs,
+)
+from durable_jobs.interpreters.memory import MemoryInterpreter
+from durable_jobs.protocol import (
+    DebounceAdd,
+    DebounceSnapshot,
     Persist,
     RunUserCode,
     ScheduleAlarm,
@@ -77,7 +80,6 @@ from durable_jobs import (
     decide,
     from_datetime,
 )
-from durable_jobs.interpreters.memory import MemoryInterpreter
 
 DECIDE_RATIO_TARGET = 0.3
 WALL_TIME_TARGET_S = 20.0
@@ -152,7 +154,7 @@ def _reducer_definition() -> DebounceDefinition[int, int]:
     return Jobs(summed=job).resolve(job, DebounceDefinition)
 
 
-def _run_of(transition: Transition) -> RunUserCode:
+def _run_of(transition: Transition[Any]) -> RunUserCode:
     """The ``RunUserCode`` a transition asks for (the last command when there is one)."""
     run = transition.commands[-1] if transition.commands else None
     if not isinstance(run, RunUserCode):
@@ -176,6 +178,7 @@ def _decide_loop(definition: DebounceDefinition[int, int], t0: Instant) -> Calla
     check = decide(definition, snapshot, DebounceAdd(id="bench", event=2), t0).unwrap()
     _require(
         any(isinstance(c, Persist) for c in check.commands)
+        and check.snapshot is not None
         and check.snapshot.event_count == snapshot.event_count + 1,
         f"an add without on_event should persist the grown batch, got {check.commands!r}",
     )

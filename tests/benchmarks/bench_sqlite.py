@@ -144,7 +144,7 @@ def _pragmas(conn: sqlite3.Connection) -> str:
 
 
 def _ours_pragmas(db: SqliteInterpreter) -> str:
-    return _pragmas(db._db)  # the interpreter's own connection: pragmas are per connection
+    return _pragmas(db._sql.db)  # the interpreter's own connection: pragmas are per connection
 
 
 def _huey(path: Path, synchronous: str) -> Any:
@@ -513,7 +513,7 @@ def _step_cost(folder: Path, synchronous: str, instances: int, steps: int) -> Si
             _require(ran == steps and count[0] - before == steps, f"ran {ran} of {steps} steps")
             best = min(best, elapsed / steps)
         _require(not db.errors, f"errors {db.errors}")
-        rows = db._db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+        rows = db._sql.db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
         _require(rows == instances + 1, f"{rows:,} instances in the file, not {instances + 1:,}")
     size = sum(p.stat().st_size for p in folder.glob(f"{path.name}*"))
     return SizeFigures(instances, fill_s, size / 1e6, best, steps)

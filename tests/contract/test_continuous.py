@@ -22,6 +22,7 @@ from durable_jobs import (
     Jobs,
     JobTerminated,
     Retry,
+    Unstructured,
     ValidationError,
 )
 from tests.contract.conftest import START, Make, types
@@ -88,7 +89,7 @@ def test_invalid_input_is_refused_with_nothing_written(make: Make) -> None:
     sim = make(Jobs(job=job))
     client = sim.client().continuous(job)
     with pytest.raises(ValidationError, match="count"):
-        client.start(id="u1", input={"count": "many"})
+        client.start(id="u1", input=Unstructured({"count": "many"}))
     with pytest.raises(ValidationError):
         client.start(id="", input=Counter(0))
     assert client.status("u1").status == "not_found"

@@ -18,6 +18,7 @@ from durable_jobs import (
     DebounceStarted,
     Jobs,
     Retry,
+    Unstructured,
     UserCodeError,
     ValidationError,
 )
@@ -72,7 +73,7 @@ def test_add_creates_a_batch_with_a_fixed_window(make: Make) -> None:
     assert first.will_flush_at == START + timedelta(minutes=5)
     assert first.retry_scheduled is False
     sim.advance("4 minutes")
-    second = client.add(id="u1", event={"page": "about"})
+    second = client.add(id="u1", event=Unstructured({"page": "about"}))
     assert second.created is False
     assert second.event_count == 2
     assert second.will_flush_at == START + timedelta(minutes=5)

@@ -9,9 +9,7 @@ import attrs
 import pytest
 
 from durable_jobs import (
-    PRUNE_BATCH,
     Backoff,
-    DeleteFinished,
     Enqueue,
     ErrorInfo,
     JobFailed,
@@ -22,11 +20,12 @@ from durable_jobs import (
     PoolEmptyContext,
     QueueFullError,
     Retry,
+    Unstructured,
     ValidationError,
     WorkerPool,
     WorkerPoolDefinition,
-    shard_index,
 )
+from durable_jobs.protocol import PRUNE_BATCH, DeleteFinished, shard_index
 from tests.contract.conftest import START, Make, types
 
 
@@ -319,7 +318,7 @@ def test_bad_input_is_refused_before_anything_is_written(make: Make) -> None:
     sim = make(Jobs(mail=pool))
     client = sim.client().worker_pool(pool)
     with pytest.raises(ValidationError):
-        client.enqueue(id="a", event={"to": 5})
+        client.enqueue(id="a", event=Unstructured({"to": 5}))
     with pytest.raises(ValidationError):
         client.enqueue(id="", event=Mail("a"))
     with pytest.raises(ValidationError):

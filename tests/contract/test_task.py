@@ -16,6 +16,7 @@ from durable_jobs import (
     TaskContext,
     TaskDefinition,
     TaskScheduled,
+    Unstructured,
     UserCodeError,
     ValidationError,
 )
@@ -118,7 +119,7 @@ def test_the_alarm_runs_execute_clears_the_schedule_and_on_idle_follows(make: Ma
     job, log = workflow()
     sim = make(Jobs(orders=job))
     client = sim.client().task(job)
-    client.send(id="o1", event={"items": 2})
+    client.send(id="o1", event=Unstructured({"items": 2}))
     sim.advance("1 hour")
     assert log[1:] == [
         ("execute", (Order(2), 1, 1, START + timedelta(hours=1))),
@@ -178,7 +179,7 @@ def test_a_failing_on_event_rejects_the_event_and_stores_nothing(make: Make) -> 
     assert client.status("o1").status == "not_found"
     assert types(sim.telemetry) == ["job.failed"]
     with pytest.raises(ValidationError):
-        client.send(id="o1", event={"unknown": True})
+        client.send(id="o1", event=Unstructured({"unknown": True}))
 
 
 def test_on_error_handles_a_failing_on_event(make: Make) -> None:
@@ -203,7 +204,13 @@ def test_execute_retries_then_dead_letters_and_calls_on_error(make: Make) -> Non
     client = sim.client().task(job)
     client.send(id="o1", event=Placed(4))
     sim.advance("1 hour")
-    assert client.status("o1").status == "idle"
+    # execute failed and waits for its retry: the status says it will run again, when,
+    # and as which attempt (issue 8: it used to answer "idle" with nothing scheduled).
+    waiting = client.status("o1")
+    assert waiting.status == "active"
+    assert waiting.scheduled_at is None
+    assert waiting.next_run_at == START + timedelta(hours=1, minutes=5)
+    assert waiting.attempt == 2
     assert sim.next_alarm_at() == START + timedelta(hours=1, minutes=5)
     sim.advance("5 minutes")
     executes = [entry[1] for entry in log if entry[0] == "execute"]

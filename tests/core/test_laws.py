@@ -24,31 +24,39 @@ from hypothesis import strategies as st
 from returns.result import Failure, Success
 
 from durable_jobs import (
-    AlarmFired,
     Backoff,
+    Continuous,
+    Debounce,
+    Definition,
+    ErrorInfo,
+    Instant,
+    Jobs,
+    Retry,
+    Task,
+    WorkerPool,
+    WorkerPoolDefinition,
+)
+from durable_jobs._inputs import ScheduleChange
+from durable_jobs.interpreters._queue import ShardQueue
+from durable_jobs.protocol import (
+    AlarmFired,
     CancelAlarm,
     ClearQueue,
     Codec,
-    Continuous,
     ContinuousGetState,
     ContinuousStart,
     ContinuousStatus,
     ContinuousTerminate,
     ContinuousTrigger,
-    Debounce,
     DebounceAdd,
     DebounceClear,
     DebounceFlush,
     DebounceGetState,
     DebounceStatus,
-    Definition,
     DeleteFinished,
     DeleteQueueItem,
     Emit,
-    ErrorInfo,
     Input,
-    Instant,
-    Jobs,
     Persist,
     PoolCancel,
     PoolDrain,
@@ -61,13 +69,11 @@ from durable_jobs import (
     PutFinished,
     PutQueueItem,
     RecordDeadLetter,
-    Retry,
     RunInterrupted,
     RunUserCode,
     ScheduleAlarm,
     ScheduleRetry,
     TakeQueueItem,
-    Task,
     TaskGetState,
     TaskSend,
     TaskStatus,
@@ -77,13 +83,9 @@ from durable_jobs import (
     Transition,
     UserCodeFailed,
     UserCodeSucceeded,
-    WorkerPool,
-    WorkerPoolDefinition,
     decide,
     queue_reads,
 )
-from durable_jobs._inputs import ScheduleChange
-from durable_jobs.interpreters._queue import ShardQueue
 
 
 def _noop(ctx: object) -> None:
@@ -203,7 +205,7 @@ def outcome_for(data: st.DataObject, run: RunUserCode, now: Instant) -> Input:
     )
 
 
-Visit = tuple[Any, Input, Instant, Transition]
+Visit = tuple[Any, Input, Instant, Transition[Any]]
 
 
 def argument(

@@ -5,13 +5,11 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable_jobs import (
+from durable_jobs import Instant, JobFailed, Jobs, WorkerPool
+from durable_jobs.protocol import (
     AlarmFired,
     CancelAlarm,
     Emit,
-    Instant,
-    JobFailed,
-    Jobs,
     Persist,
     PoolEnqueue,
     PoolSnapshot,
@@ -22,7 +20,6 @@ from durable_jobs import (
     RunUserCode,
     ScheduleRetry,
     TakeQueueItem,
-    WorkerPool,
     decide,
     java_hash32,
     shard_index,
@@ -73,6 +70,7 @@ def test_a_run_is_recorded_as_started_and_an_interruption_counts_as_a_failure() 
     # The attempt, the current event and the row's taking are committed before user code.
     assert kinds == [TakeQueueItem, Persist, CancelAlarm, RunUserCode]
     started = fired.snapshot
+    assert started is not None
     assert started.current == item
     assert started.in_flight is not None
     assert started.in_flight.attempt == 1
@@ -82,6 +80,7 @@ def test_a_run_is_recorded_as_started_and_an_interruption_counts_as_a_failure() 
     crashed = decide(pool, PoolView(started), RunInterrupted(run_id=run.run_id), later).unwrap()
     retry = [c for c in crashed.commands if isinstance(c, ScheduleRetry)]
     assert [c.attempt for c in retry] == [2]
+    assert crashed.snapshot is not None
     assert crashed.snapshot.current == item  # the event keeps its place at the head
     failed = [c.event for c in crashed.commands if isinstance(c, Emit)]
     assert isinstance(failed[0], JobFailed)

@@ -18,18 +18,15 @@ from durable_jobs import (
     Debounce,
     DefinitionError,
     Duration,
-    InstanceKey,
     Instant,
     Jobs,
     Retry,
     Task,
     WorkerPool,
-    from_datetime,
-    parse_duration,
-    to_datetime,
 )
 from durable_jobs._retry import jittered
 from durable_jobs._runtime import Attempts, Exhausted, RetryAt, decide_failure
+from durable_jobs.protocol import InstanceKey, from_datetime, parse_duration, to_datetime
 
 UNITS = {
     "ms": 1,

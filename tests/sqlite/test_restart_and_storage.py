@@ -181,8 +181,8 @@ def test_a_commit_that_fails_is_rolled_back_and_the_next_call_works(tmp_path: Pa
         before = client.continuous("tick").get_state("c")
         # A deferred foreign key is checked at COMMIT: a trigger on the telemetry outbox
         # makes the commit of any transition that emits telemetry fail.
-        db._db.execute("PRAGMA foreign_keys = ON")
-        db._db.executescript(
+        db._sql.db.execute("PRAGMA foreign_keys = ON")
+        db._sql.db.executescript(
             "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
             "CREATE TABLE child (parent_id INTEGER REFERENCES parent (id)"
             " DEFERRABLE INITIALLY DEFERRED);"
@@ -191,9 +191,9 @@ def test_a_commit_that_fails_is_rolled_back_and_the_next_call_works(tmp_path: Pa
         )
         with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
             db.advance("1 minute")  # the run's telemetry trips the trigger at COMMIT
-        assert not db._db.in_transaction
+        assert not db._sql.db.in_transaction
         assert client.continuous("tick").get_state("c") == before  # nothing of it was kept
-        db._db.execute("DROP TRIGGER break_commit")
+        db._sql.db.execute("DROP TRIGGER break_commit")
         # The connection is usable again; the run whose outcome was lost stays in
         # flight until its lease expires, then counts as interrupted (as after a crash).
         assert client.continuous("tick").start(id="d", input=7).created

@@ -207,7 +207,7 @@ def test_stop_lets_the_runs_going_commit_their_outcomes_and_takes_up_nothing_new
         status = db.client().worker_pool("held").status()
         assert (status.total_processed, status.total_pending) == (2, 38)
         assert [s.current_event_id for s in status.instances] == [None, None]
-        running = db._db.execute("SELECT COUNT(*) FROM instances WHERE running = 1").fetchone()
+        running = db._sql.db.execute("SELECT COUNT(*) FROM instances WHERE running = 1").fetchone()
         assert running == (0,)
 
 
@@ -232,11 +232,11 @@ def test_group_commit_shares_commits_and_each_attempt_is_stored_before_it_runs(
     with SqliteInterpreter(jobs, path, synchronous="NORMAL") as db:
         db.client().worker_pool("pool").enqueue_many([Enqueue(f"e{i}", i) for i in range(64)])
         commits: list[str] = []
-        db._db.set_trace_callback(
+        db._sql.db.set_trace_callback(
             lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
         )
         assert db.run_due() == 8  # the 8 shards, each taken up once
-        db._db.set_trace_callback(None)
+        db._sql.db.set_trace_callback(None)
         assert db.client().worker_pool("pool").status().total_processed == 64
     assert seen_running == [True] * 64
     # One commit per round of the 8 shards (plus the last outcomes), not 2 per event.
@@ -391,7 +391,7 @@ def test_an_enqueue_from_another_process_leaves_the_running_events_lease_alone(
         assert running.wait(5)
 
         def lease() -> tuple[str, int]:
-            row = other._db.execute("SELECT lease_owner, lease_until FROM instances").fetchone()
+            row = other._sql.db.execute("SELECT lease_owner, lease_until FROM instances").fetchone()
             return str(row[0]), int(row[1])
 
         before = lease()
@@ -451,7 +451,7 @@ def test_a_failed_write_lets_the_batch_go_and_the_run_is_recovered(tmp_path: Pat
     retry = Retry(max_attempts=3, backoff=Backoff.constant("0 seconds"))
     jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute, retry=retry))
     with SqliteInterpreter(jobs, path, clock=clock, lease="10 seconds") as db:
-        db._db.execute("PRAGMA busy_timeout = 100")
+        db._sql.db.execute("PRAGMA busy_timeout = 100")
         db.client().worker_pool("pool").enqueue(id="e", event=1)
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             db.run_due()
@@ -493,12 +493,12 @@ def test_a_failing_set_aside_lets_go_of_the_instances_not_driven_yet(
     with SqliteInterpreter(jobs, path, clock=ManualClock()) as db:
         for name in ("a", "b", "c"):
             db.client().task("t").send(id=name, event=0)  # each due at once
-        db._db.execute("UPDATE instances SET snapshot = '{' WHERE user_id = 'a'")
+        db._sql.db.execute("UPDATE instances SET snapshot = '{' WHERE user_id = 'a'")
 
         def locked(instance_id: str) -> None:
             raise sqlite3.OperationalError("database is locked")
 
-        monkeypatch.setattr(db, "_set_aside", locked)  # the write that records the skip
+        monkeypatch.setattr(db._sql, "set_aside", locked)  # the write that records the skip
         with pytest.raises(sqlite3.OperationalError):
             db.run_due()
         assert (db._claimed, db._held) == (set(), set())

@@ -1,0 +1,490 @@
+"""The interpreter engine: one step loop over any store.
+
+Theory of operation. Every interpreter runs jobs the same way: load the instance (and,
+for a WorkerPool shard, the queue rows the core asks for), ``decide``, turn the
+transition into a ``CommitPlan`` (``plan_of``), commit it, run the user code it asks
+for, and feed the outcome back to ``decide``, until a transition asks for no more user
+code; its reply answers the request. That loop is written once, here, as a *chain*: a
+generator that is resumed inside a store transaction for each step, yields the
+``RunUserCode`` to run after the commit, and is sent the outcome back. ``Engine`` drives
+chains for client requests (``dispatch``, ``dispatch_many``) and for a manual clock
+(``advance``), and implements the client's ``Dispatcher`` on top of a ``Store``.
+
+A store provides what only it can: a transaction; ``load``/``version`` of an instance;
+``queue_view`` (the rows ``QueueReads`` names); ``commit`` of one plan, all or nothing,
+under the plan's ``expected_version``; ``claim`` of the next due alarm; dead letters.
+The engine never matches over commands (``plan_of`` does, once, in the core), and a
+plan's queue changes are applied by ``apply_queue_changes`` through a ``QueueRows``
+target, so no store writes that ``match`` either.
+
+Shared here, because every interpreter needs them the same way:
+
+* *Working snapshots.* A transition marked ``unsaved`` (a Debounce reducer or a Task
+  ``on_event`` running before anything is stored) is kept by the chain; when its
+  outcome comes back, the chain first checks that the stored version is still the one
+  it started from, and raises ``Restart`` otherwise: another writer changed the
+  instance, and the request runs again from the top.
+* *Chained alarms.* With ``refire`` > 0, a transition that leaves its own instance's
+  alarm due already (a pool with more events) fires it in the same step, and the plans
+  merge into one commit (``CommitPlan.then``); at most ``refire`` times per chain, so
+  other instances get their turn. Each transition is still all-or-nothing.
+* *Requests.* A request from user code to the instance running it is refused
+  (``ConflictError``): ``RunGuard`` knows which instances run in this execution context.
+  A request that meets a run in flight elsewhere (``ConflictError`` from the core) or a
+  ``Restart`` is tried again, ``retries`` times in all (1 for a store only this process
+  writes, where waiting could not help).
+* *The manual clock.* ``advance``/``advance_to`` fire due alarms one at a time in time
+  order, each with the clock set to its own due time.
+
+Per store, and why: the memory store keeps dicts, a heap of alarms and a list of
+telemetry (it is the reference model, instant and deterministic). The SQLite store owns
+SQL, the file, leases (several processes share one file), and its worker: lease-aware
+claims of many instances at once, group commit across instances in savepoints, the
+heartbeat and the worker loop, none of which an in-process model needs. A Durable
+Objects store will send each plan in one request and let the object check the version.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol, assert_never
+
+from returns.result import Failure
+
+from durable_jobs import (
+    Client,
+    ConflictError,
+    DeadLetter,
+    Definition,
+    DurableJobsError,
+    Instant,
+    Jobs,
+)
+from durable_jobs.interpreters._runner import run_sync
+from durable_jobs.interpreters.clock import Clock, ManualClock
+from durable_jobs.protocol import (
+    AlarmFired,
+    ClearQueue,
+    CommitPlan,
+    DeleteFinished,
+    DeleteQueueItem,
+    FinishedEvent,
+    Input,
+    InstanceKey,
+    Outcome,
+    PoolView,
+    PutFinished,
+    PutQueueItem,
+    QueueChange,
+    QueueItem,
+    QueueReads,
+    QueueView,
+    ReplyValue,
+    Request,
+    RunUserCode,
+    Snapshot,
+    TakeQueueItem,
+    Transition,
+    from_datetime,
+    instance_key,
+    kind_of,
+    parse_duration,
+    plan_of,
+    to_datetime,
+)
+
+__all__ = [
+    "Chain",
+    "Engine",
+    "QueueRows",
+    "Restart",
+    "RunGuard",
+    "Store",
+    "apply_queue_changes",
+]
+
+RESTART_PAUSE: Final = 0.001
+"""Seconds to wait before running a request again after a ``Restart``."""
+BUSY_PAUSE: Final = 0.01
+"""Seconds to wait before asking again an instance that runs user code elsewhere."""
+
+
+class Restart(Exception):
+    """The stored instance changed under a chain's working snapshot: run it again."""
+
+
+class Store(Protocol):
+    """What an interpreter's storage provides to the engine (see the module header)."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Everything done inside commits together, or not at all."""
+        ...
+
+    def load(self, definition: Definition, instance_id: str) -> tuple[Snapshot | None, int | None]:
+        """The stored snapshot and its version; ``(None, None)`` for no instance."""
+        ...
+
+    def version(self, instance_id: str) -> int | None:
+        """The stored version, without decoding the snapshot."""
+        ...
+
+    def queue_view(
+        self, definition: Definition, instance_id: str, reads: QueueReads
+    ) -> QueueView[Any]:
+        """The queue rows of a WorkerPool shard that ``reads`` names."""
+        ...
+
+    def commit(self, definition: Definition, plan: CommitPlan[Any]) -> None:
+        """Apply ``plan`` in the open transaction (its version is checked by the chain)."""
+        ...
+
+    def claim(self, until: Instant) -> tuple[InstanceKey, Instant] | None:
+        """The instance whose alarm is due first, at or before ``until``, and that time."""
+        ...
+
+    def next_alarm(self) -> Instant | None:
+        """When the earliest alarm is due."""
+        ...
+
+    def dead_letters(self, definition: Definition) -> list[DeadLetter[Any]]:
+        """The dead-letter records of ``definition``'s job, oldest first."""
+        ...
+
+
+class QueueRows(Protocol):
+    """A store's queue primitive for WorkerPool shards (see ``durable_jobs._queue``)."""
+
+    def put_item(self, instance_id: str, item: QueueItem[Any]) -> None: ...
+    def delete_item(self, instance_id: str, event_id: str) -> None: ...
+    def take_item(self, instance_id: str, event_id: str) -> None: ...
+    def clear_queue(self, instance_id: str) -> None: ...
+    def put_finished(self, instance_id: str, record: FinishedEvent) -> None: ...
+    def delete_finished(self, instance_id: str, records: tuple[FinishedEvent, ...]) -> None: ...
+
+
+def apply_queue_changes(rows: QueueRows, instance_id: str, changes: Iterable[QueueChange]) -> None:
+    """Carry out a plan's queue changes, in order, on ``rows``."""
+    for change in changes:
+        match change:
+            case PutQueueItem(item=item):
+                rows.put_item(instance_id, item)
+            case DeleteQueueItem(event_id=event_id):
+                rows.delete_item(instance_id, event_id)
+            case TakeQueueItem(event_id=event_id):
+                rows.take_item(instance_id, event_id)
+            case ClearQueue():
+                rows.clear_queue(instance_id)
+            case PutFinished(record=record):
+                rows.put_finished(instance_id, record)
+            case DeleteFinished(records=records):
+                rows.delete_finished(instance_id, records)
+            case _:
+                assert_never(change)
+
+
+class RunGuard:
+    """Which instances run user code in the current execution context (a context
+    variable, so it follows ``async def`` hooks onto the runner's loop thread)."""
+
+    def __init__(self) -> None:
+        self._running: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
+            "durable_jobs_running", default=frozenset()
+        )
+
+    def enter(
+        self, owner: object, instance_id: str
+    ) -> contextvars.Token[frozenset[tuple[int, str]]]:
+        return self._running.set(self._running.get() | {(id(owner), instance_id)})
+
+    def leave(self, token: contextvars.Token[frozenset[tuple[int, str]]]) -> None:
+        self._running.reset(token)
+
+    def refuse(self, owner: object, keys: Iterable[InstanceKey]) -> None:
+        """``ConflictError`` if user code of one of ``keys`` runs here (re-entrancy)."""
+        here = self._running.get()
+        if not here:
+            return  # no user code runs in this context (the usual case)
+        for key in keys:
+            if (id(owner), key.instance_id) in here:
+                raise ConflictError(
+                    f"{key.instance_id} is running user code and cannot be called from it"
+                )
+
+    def active(self, owner: object) -> bool:
+        """Whether user code of ``owner`` runs in this context."""
+        return any(ident == id(owner) for ident, _ in self._running.get())
+
+
+GUARD: Final = RunGuard()
+
+
+class Chain:
+    """One input and the user code it starts, in flight: what the chain knows between
+    its steps. ``Engine._resume`` runs its next step; ``reply`` is set when it ends.
+
+    ``first``, when given, picks the first input from the snapshot loaded in the first
+    step (``None``: nothing to do), for a chain whose work depends on what is stored (a
+    worker recovering an interrupted run). ``refire`` bounds the alarms the chain fires
+    by itself (see the module header).
+    """
+
+    # What a chain learns as it goes; class-level defaults, so that starting one (once
+    # per request) sets only what it is given.
+    refired = 0
+    known: tuple[int, Any] | None = None  # (version, snapshot) the chain stored last
+    working: Any = None  # the snapshot a run started from, when it was not written
+    unsaved = False
+    expected: int | None = None  # the stored version ``working`` came from
+    reply: ReplyValue | None = None
+
+    def __init__(
+        self,
+        key: InstanceKey,
+        definition: Definition,
+        input_: Input | None,
+        *,
+        refire: int = 0,
+        first: Callable[[Any], Input | None] | None = None,
+    ) -> None:
+        self.key = key
+        self.definition = definition
+        self.input = input_
+        self.refire = refire
+        self.first = first
+
+
+class Engine:
+    """The step loop and the client ``Dispatcher`` over a ``Store``.
+
+    Subclasses give the store and the clock; ``_run`` (how a hook runs) and
+    ``_observe`` (a transition was decided) may be extended.
+    """
+
+    def __init__(self, jobs: Jobs, store: Store, clock: Clock, *, retries: int = 1) -> None:
+        if not isinstance(jobs, Jobs):
+            raise TypeError(f"expected a Jobs registry, got {jobs!r}")
+        self._jobs = jobs
+        self._store = store
+        self._clock = clock
+        self._retries = retries
+        self._stopping = False
+        self._definitions: dict[str, Definition] = dict(jobs.items())
+        self._kinds = {name: kind_of(definition) for name, definition in jobs.items()}
+        cls = type(self)
+        self._wakes = cls._requested is not Engine._requested
+        self._observes = cls._observe is not Engine._observe
+
+    # --------------------------------------------------------------- public surface
+    @property
+    def jobs(self) -> Jobs:
+        return self._jobs
+
+    def client(self) -> Client:
+        """A client whose calls run on this interpreter."""
+        return Client(self)
+
+    def now(self) -> datetime:
+        """The interpreter's clock (aware, UTC)."""
+        return to_datetime(self._clock.now())
+
+    def next_alarm_at(self) -> datetime | None:
+        """When the earliest pending alarm is due, or ``None``."""
+        at = self._store.next_alarm()
+        return None if at is None else to_datetime(at)
+
+    def advance(self, duration: timedelta | str) -> None:
+        """Move the (manual) clock forward, firing every alarm that falls due on the way."""
+        target = Instant(self._clock.now() + parse_duration(duration, what="advance"))
+        self.advance_to(to_datetime(target))
+
+    def advance_to(self, when: datetime) -> None:
+        """Move the (manual) clock to ``when``, firing alarms due up to then, in time
+        order, each with the clock set to its own due time."""
+        clock = self._clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError("advance needs a ManualClock; a real clock moves by itself")
+        target = from_datetime(when)
+        if target < clock.now():
+            raise ValueError(f"cannot move the clock back from {self.now()} to {when}")
+        if GUARD.active(self):
+            raise RuntimeError("advance cannot be called from user code")
+        while True:
+            due = self._store.claim(target)
+            if due is None:
+                break
+            key, at = due
+            clock.set(Instant(max(clock.now(), at)))
+            definition = self._definitions.get(key.job_name)
+            if definition is not None and definition.job_type == key.job_type:
+                self._drive(Chain(key, definition, AlarmFired(at)))
+        clock.set(target)
+
+    def dead_letters(self, definition: Definition) -> list[DeadLetter[Any]]:
+        return self._store.dead_letters(definition)
+
+    # ---------------------------------------------------------- Dispatcher protocol
+    def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
+        key = instance_key(definition.job_type, definition.name, request.id)
+        GUARD.refuse(self, (key,))
+        attempt = 1
+        while True:
+            try:
+                reply = self._drive(Chain(key, definition, request))
+            except Restart:
+                if attempt >= self._retries:
+                    raise ConflictError(
+                        f"{key.instance_id} kept changing; gave up after retries"
+                    ) from None
+                time.sleep(RESTART_PAUSE)
+            except ConflictError:
+                if attempt >= self._retries:
+                    raise
+                time.sleep(BUSY_PAUSE)  # a run is in flight elsewhere: wait for it
+            else:
+                if reply is None:  # pragma: no cover - every request chain ends in a reply
+                    raise DurableJobsError(f"no reply to {request!r}")
+                if self._wakes:
+                    self._requested()
+                return reply
+            attempt += 1
+
+    def dispatch_many(
+        self, definition: Definition, requests: Sequence[Request]
+    ) -> list[ReplyValue]:
+        """Decide every request, then commit them all in one transaction: a rejection
+        (or a request that would start user code) leaves nothing written."""
+        keys = [instance_key(definition.job_type, definition.name, r.id) for r in requests]
+        if len({key.instance_id for key in keys}) != len(keys):
+            raise ValueError("dispatch_many takes one request per instance")
+        GUARD.refuse(self, keys)
+        for attempt in range(1, self._retries + 1):
+            try:
+                with self._store.transaction():
+                    replies = self._decide_all(definition, keys, requests)
+            except ConflictError:
+                if attempt == self._retries:
+                    raise
+                time.sleep(BUSY_PAUSE)
+                continue
+            if self._wakes:
+                self._requested()
+            return replies
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _decide_all(
+        self, definition: Definition, keys: list[InstanceKey], requests: Sequence[Request]
+    ) -> list[ReplyValue]:
+        plans: list[CommitPlan[Any]] = []
+        replies: list[ReplyValue] = []
+        for key, request in zip(keys, requests, strict=True):
+            chain = Chain(key, definition, request)
+            if self._resume(chain, None, plans) is not None:
+                raise ValueError(f"{request!r} starts user code; use dispatch")
+            if chain.reply is None:  # pragma: no cover - every request ends in a reply
+                raise DurableJobsError(f"no reply to {request!r}")
+            replies.append(chain.reply)
+        for plan in plans:
+            self._store.commit(definition, plan)
+        return replies
+
+    # ------------------------------------------------------------------------ steps
+    def _resume(
+        self,
+        chain: Chain,
+        outcome: Outcome | None,
+        defer: list[CommitPlan[Any]] | None = None,
+    ) -> RunUserCode | None:
+        """Run the next step of ``chain`` inside the open transaction: its first input,
+        or the ``outcome`` of its last run. The user code to run after the commit, or
+        ``None`` when the chain ended (``chain.reply`` answers it). With ``defer``, the
+        step's plan is added there instead of committed."""
+        store, definition, key = self._store, chain.definition, chain.key
+        input_: Input | None
+        snapshot: Any
+        if outcome is None:
+            snapshot, version = store.load(definition, key.instance_id)
+            input_ = chain.input if chain.first is None else chain.first(snapshot)
+            if input_ is None:
+                return None
+        else:
+            input_ = outcome
+            version = store.version(key.instance_id)
+            if chain.unsaved:
+                if version != chain.expected:
+                    raise Restart(f"{key.instance_id} changed while its request ran user code")
+                snapshot = chain.working
+            elif chain.known is not None and chain.known[0] == version:
+                snapshot = chain.known[1]  # what this chain wrote: no need to decode it
+            else:
+                snapshot, version = store.load(definition, key.instance_id)
+        kind = self._kinds[definition.name]
+        plan: CommitPlan[Any] | None = None
+        written, stored = False, None
+        while True:
+            now = self._clock.now()
+            argument: Any = snapshot
+            if kind.reads is not None:  # a pool shard: decide sees the rows it needs
+                reads = kind.reads(definition, input_, now)
+                rows = store.queue_view(definition, key.instance_id, reads)
+                argument = PoolView(snapshot, rows)
+            result = kind.decide(definition, argument, input_, now)
+            if type(result) is Failure:  # exact: the core builds no subclass (and an ABC
+                raise result.failure().error()  # isinstance check is slow on this path)
+            transition: Transition[Any] = result.unwrap()
+            if self._observes:
+                self._observe(key, input_, transition)
+            step, run, reply = plan_of(key, version, transition)
+            after = transition.snapshot
+            if step is not None:
+                plan = step if plan is None else plan.then(step)
+                if step.write != "keep":
+                    version = None if after is None else after.version
+                    written, stored = True, after
+            if run is not None or after is None or chain.refired >= chain.refire:
+                break
+            due = after.alarm_at
+            if due is None or due > now or self._stopping:
+                break
+            chain.refired += 1
+            input_, snapshot = AlarmFired(due), after
+        if plan is not None:
+            if defer is None:
+                store.commit(definition, plan)
+            else:
+                defer.append(plan)
+        if run is None:
+            chain.reply = reply
+            return None
+        if written:  # what this step stored: the next step need not decode it
+            chain.known = None if stored is None or version is None else (version, stored)
+        chain.unsaved, chain.working, chain.expected = transition.unsaved, after, version
+        return run
+
+    def _drive(self, chain: Chain) -> ReplyValue | None:
+        """Run ``chain`` to its end: one transaction per step, each hook in between."""
+        outcome: Outcome | None = None
+        transaction, resume = self._store.transaction, self._resume
+        while True:
+            with transaction():
+                run = resume(chain, outcome)
+            if run is None:
+                return chain.reply
+            outcome = self._run(chain, run)
+
+    def _run(self, chain: Chain, run: RunUserCode) -> Outcome:
+        """Run one hook of ``chain`` (its attempt is committed already); its outcome."""
+        token = GUARD.enter(self, chain.key.instance_id)
+        try:
+            return run_sync(chain.definition, run, self._clock.now())
+        finally:
+            GUARD.leave(token)
+
+    def _observe(self, key: InstanceKey, input_: Input, transition: Transition[Any]) -> None:
+        """A transition was decided (the memory interpreter keeps a trace)."""
+
+    def _requested(self) -> None:
+        """A client request committed (a worker of this process may have work now)."""

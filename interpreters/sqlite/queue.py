@@ -1,0 +1,202 @@
+"""The SQL of WorkerPool queues: loading a ``QueueView`` and changing queue rows.
+
+Theory of operation: a pool event is one ``pool_events`` row (see ``schema``). The
+pending ones are in the ``pool_queue`` partial index in processing order
+(``neg_priority``, ``seq``), the finished ones in ``pool_finished`` by finish time.
+``load_view`` reads exactly what ``QueueReads`` names (the head, the oldest pending
+event, one or more ids with their rank and finished record, the expired records), each
+with an index range; ``SqlQueueRows`` is the engine's ``QueueRows`` target. Taking and
+finishing an event update its row instead of deleting one row and inserting another.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Final
+
+import attrs
+
+from durable_jobs.interpreters.sqlite.schema import FINISHED, PENDING
+from durable_jobs.protocol import Codec, FinishedEvent, QueueItem, QueueReads, QueueView
+
+__all__ = ["SqlQueueRows", "load_view"]
+
+_NO_READS: Final = QueueReads()
+_EMPTY_VIEW: Final[QueueView[Any]] = QueueView()
+
+_OLDEST: Final = """
+WITH RECURSIVE levels(np) AS (
+    SELECT MIN(neg_priority) FROM pool_events WHERE instance_id = ?1 AND state = 0
+    UNION ALL
+    SELECT (SELECT MIN(neg_priority) FROM pool_events
+            WHERE instance_id = ?1 AND state = 0 AND neg_priority > np)
+    FROM levels WHERE np IS NOT NULL
+)
+SELECT item FROM pool_events WHERE rowid IN (
+    SELECT (SELECT rowid FROM pool_events WHERE instance_id = ?1 AND state = 0
+            AND neg_priority = np ORDER BY seq LIMIT 1)
+    FROM levels WHERE np IS NOT NULL
+) ORDER BY seq LIMIT 1
+"""
+"""The pending event enqueued first: the first of each priority level in ``pool_queue``
+(found by a loose index scan, so the cost is the number of distinct priorities times
+log n, not n), then the lowest ``seq`` among them."""
+_HEAD: Final = (
+    "SELECT item FROM pool_events WHERE instance_id = ? AND state = 0 "
+    "ORDER BY neg_priority, seq LIMIT 1"
+)
+_EXPIRED: Final = (
+    "SELECT record FROM pool_events WHERE instance_id = ? AND state = 2 "
+    "AND finished_at < ? ORDER BY finished_at LIMIT ?"
+)
+_HEAD_AND_EXPIRED: Final = (
+    "SELECT 0, item FROM (SELECT item FROM pool_events WHERE instance_id = ?1 AND state = 0 "
+    "ORDER BY neg_priority, seq LIMIT 1) UNION ALL SELECT 2, record FROM "
+    "(SELECT record FROM pool_events WHERE instance_id = ?1 AND state = 2 "
+    "AND finished_at < ?2 ORDER BY finished_at LIMIT ?3)"
+)
+"""A fired alarm needs both: one statement (the hot path of every pool event)."""
+_RANK: Final = (
+    "SELECT (SELECT COUNT(*) FROM pool_events WHERE instance_id = ?1 AND state = 0 "
+    "AND neg_priority < ?2) + (SELECT COUNT(*) FROM pool_events WHERE instance_id = ?1 "
+    "AND state = 0 AND neg_priority = ?2 AND seq < ?3)"
+)
+"""How many pending events are ahead of one: two index range counts."""
+_EVENT_ONE: Final = (
+    "SELECT event_id, state, item, neg_priority, seq, record FROM pool_events "
+    "WHERE instance_id = ? AND event_id = ?"
+)
+_EVENT_MANY: Final = (
+    "SELECT event_id, state, item, neg_priority, seq, record FROM pool_events "
+    "WHERE instance_id = ? AND event_id IN (SELECT value FROM json_each(?))"
+)
+
+
+def load_view(
+    db: sqlite3.Connection, codec: Codec, instance_id: str, reads: QueueReads
+) -> QueueView[Any]:
+    """The rows of one shard that ``reads`` names."""
+    if reads == _NO_READS:
+        return _EMPTY_VIEW  # an outcome, a pause: nothing to load
+    item_type = codec.item_type
+    structure = codec.converter.structure
+
+    def item_of(row: tuple[str] | None) -> Any:
+        return None if row is None else structure(json.loads(row[0]), item_type)
+
+    def finished_of(text: str) -> FinishedEvent:
+        record: FinishedEvent = structure(json.loads(text), FinishedEvent)
+        return record
+
+    head = oldest = None
+    expired: tuple[FinishedEvent, ...] = ()
+    if reads.head and reads.expired_before is not None:
+        found: list[FinishedEvent] = []
+        for kind, text in db.execute(
+            _HEAD_AND_EXPIRED, (instance_id, reads.expired_before, reads.limit)
+        ).fetchall():
+            if kind == PENDING:
+                head = (text,)
+            else:
+                found.append(finished_of(text))
+        expired = tuple(sorted(found, key=lambda record: record.finished_at))
+    else:
+        if reads.head:
+            head = db.execute(_HEAD, (instance_id,)).fetchone()
+        if reads.expired_before is not None:
+            rows = db.execute(_EXPIRED, (instance_id, reads.expired_before, reads.limit))
+            expired = tuple(finished_of(text) for (text,) in rows.fetchall())
+    if reads.oldest:
+        oldest = db.execute(_OLDEST, (instance_id,)).fetchone()
+    ids = reads.event_ids if reads.event_id is None else (reads.event_id,)
+    pending: dict[str, tuple[Any, int]] = {}
+    records: dict[str, FinishedEvent] = {}
+    if ids:
+        if len(ids) == 1:
+            rows = db.execute(_EVENT_ONE, (instance_id, ids[0]))
+        else:
+            rows = db.execute(_EVENT_MANY, (instance_id, json.dumps(ids)))
+        for event_id, state, text, neg_priority, seq, record in rows.fetchall():
+            if state == PENDING:
+                rank = db.execute(_RANK, (instance_id, neg_priority, seq)).fetchone()[0]
+                pending[event_id] = (item_of((text,)), rank)
+            elif state == FINISHED:
+                records[event_id] = finished_of(record)
+    if reads.event_id is not None:
+        item, ahead = pending.get(reads.event_id, (None, 0))
+        return QueueView(
+            head=item_of(head),
+            oldest=item_of(oldest),
+            item=item,
+            ahead=ahead,
+            finished=records.get(reads.event_id),
+            expired=expired,
+        )
+    return QueueView(
+        pending=tuple(pending.values()),
+        finished_records=tuple(records.values()),
+        head=item_of(head),
+        oldest=item_of(oldest),
+        expired=expired,
+    )
+
+
+@attrs.define
+class SqlQueueRows:
+    """The queue-row changes of one plan, written with the connection of the open
+    transaction (the engine's ``QueueRows``)."""
+
+    db: sqlite3.Connection
+    codec: Codec
+
+    def put_item(self, instance_id: str, item: QueueItem[Any]) -> None:
+        # Replaces only an expired finished row of the same id (the core never queues an
+        # id that is pending, running or still remembered).
+        self.db.execute(
+            "INSERT OR REPLACE INTO pool_events (instance_id, event_id, state, neg_priority,"
+            " seq, item) VALUES (?, ?, 0, ?, ?, ?)",
+            (
+                instance_id,
+                item.event_id,
+                -item.priority,
+                item.seq,
+                self._text(item, self.codec.item_type),
+            ),
+        )
+
+    def delete_item(self, instance_id: str, event_id: str) -> None:
+        self.db.execute(
+            "DELETE FROM pool_events WHERE instance_id = ? AND event_id = ? AND state = 0",
+            (instance_id, event_id),
+        )
+
+    def take_item(self, instance_id: str, event_id: str) -> None:
+        self.db.execute(
+            "UPDATE pool_events SET state = 1 WHERE instance_id = ? AND event_id = ? AND state = 0",
+            (instance_id, event_id),
+        )
+
+    def clear_queue(self, instance_id: str) -> None:
+        self.db.execute(
+            "DELETE FROM pool_events WHERE instance_id = ? AND state = 0", (instance_id,)
+        )
+
+    def put_finished(self, instance_id: str, record: FinishedEvent) -> None:
+        self.db.execute(
+            "INSERT INTO pool_events (instance_id, event_id, state, finished_at, record)"
+            " VALUES (?, ?, 2, ?, ?) ON CONFLICT (instance_id, event_id) DO UPDATE"
+            " SET state = 2, finished_at = excluded.finished_at,"
+            " record = excluded.record, neg_priority = NULL, seq = NULL, item = NULL",
+            (instance_id, record.event_id, record.finished_at, self._text(record, FinishedEvent)),
+        )
+
+    def delete_finished(self, instance_id: str, records: tuple[FinishedEvent, ...]) -> None:
+        self.db.executemany(
+            "DELETE FROM pool_events WHERE instance_id = ? AND event_id = ?"
+            " AND state = 2 AND finished_at = ?",
+            [(instance_id, r.event_id, r.finished_at) for r in records],
+        )
+
+    def _text(self, value: Any, type_: Any) -> str:
+        return json.dumps(self.codec.converter.unstructure(value, type_))

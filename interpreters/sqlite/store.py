@@ -1,0 +1,363 @@
+"""The SQLite store: one file, one connection, one transaction per step.
+
+Theory of operation: ``SqliteStore`` is the engine's ``Store`` on a SQLite file (WAL,
+the ``synchronous`` level the caller chose). ``transaction`` opens ``BEGIN IMMEDIATE``
+(SQLite's single-writer lock) under a thread lock; ``commit`` writes one plan: the
+instance row once (snapshot, version, alarm and lease in one statement), the queue
+rows through ``SqlQueueRows``, the dead letters, and the telemetry into an outbox that
+goes out in one ``executemany`` when the transaction commits. ``savepoint`` lets a
+worker make several instances' steps in one transaction (group commit) with each one
+all-or-nothing on its own.
+
+The row's lease is the store's business, because several processes share one file:
+a plan that ``starts_run`` takes the lease for this store's owner, until now + lease;
+a plan that writes a snapshot with a run in flight it did not start (an enqueue while
+an event runs, from any process) leaves the stored lease alone; other writes clear it.
+The worker's claims, the lease renewal of the heartbeat and the set-aside of an
+unreadable row are SQL kept here too (``claim_due``, ``renew_leases``, ``set_aside``).
+
+Rows are JSON through the core's ``Codec``; a row that cannot be read raises
+``StorageError`` naming the instance.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from durable_jobs import (
+    DeadLetter,
+    Definition,
+    DurableJobsError,
+    Instant,
+    Jobs,
+    StorageError,
+    TelemetryEvent,
+)
+from durable_jobs.interpreters.clock import Clock
+from durable_jobs.interpreters.engine import apply_queue_changes
+from durable_jobs.interpreters.sqlite.queue import SqlQueueRows, load_view
+from durable_jobs.interpreters.sqlite.schema import migrate
+from durable_jobs.protocol import Codec, CommitPlan, InstanceKey, QueueReads, QueueView, Snapshot
+
+__all__ = ["SYNCHRONOUS", "Claimed", "SqliteStore"]
+
+SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_UPSERT: Final = (
+    "INSERT INTO instances (instance_id, job_name, job_type, user_id, snapshot, version,"
+    " running, lease_owner, lease_until) VALUES (?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (instance_id) DO UPDATE SET snapshot = excluded.snapshot,"
+    " version = excluded.version, running = excluded.running,"
+    " lease_owner = excluded.lease_owner, lease_until = excluded.lease_until"
+)
+_UPSERT_WITH_ALARM: Final = (
+    "INSERT INTO instances (instance_id, job_name, job_type, user_id, snapshot, version,"
+    " running, lease_owner, lease_until, alarm_at, alarm_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (instance_id) DO UPDATE SET snapshot = excluded.snapshot,"
+    " version = excluded.version, running = excluded.running,"
+    " lease_owner = excluded.lease_owner, lease_until = excluded.lease_until,"
+    " alarm_at = excluded.alarm_at, alarm_seq = excluded.alarm_seq"
+)
+_CLAIM: Final = (
+    "SELECT * FROM (SELECT instance_id, job_name, job_type, user_id, alarm_at, 0 FROM instances "
+    "WHERE alarm_at IS NOT NULL AND alarm_at <= ? "
+    "AND (lease_until IS NULL OR lease_until <= ?) "
+    "AND instance_id NOT IN (SELECT value FROM json_each(?)) "
+    "ORDER BY alarm_at, alarm_seq LIMIT ?) "
+    "UNION ALL SELECT * FROM (SELECT instance_id, job_name, job_type, user_id, alarm_at, 1 "
+    "FROM instances WHERE running = 1 AND lease_until <= ? "
+    "AND instance_id NOT IN (SELECT value FROM json_each(?)) LIMIT ?)"
+)
+
+
+Claimed = tuple[InstanceKey, Instant | None, bool]
+"""A claimable row: its key, its due alarm, and whether its run's lease expired."""
+
+
+class SqliteStore:
+    """The engine's ``Store`` on one SQLite file (see the module header)."""
+
+    def __init__(
+        self,
+        jobs: Jobs,
+        path: str | Path,
+        clock: Clock,
+        *,
+        synchronous: str,
+        owner: str,
+        lease_ms: int,
+    ) -> None:
+        self._clock = clock
+        self._owner = owner
+        self._lease_ms = lease_ms
+        self.codecs = {name: Codec(definition) for name, definition in jobs.items()}
+        self._names = json.dumps(sorted(self.codecs))
+        self.lock = threading.RLock()
+        self._closed = False
+        self._outbox: list[tuple[str, str]] = []  # telemetry rows of the open transaction
+        self._seq: int | None = None  # the alarm sequence within the open transaction
+        self._seq_read: int | None = None
+        try:
+            self.db = sqlite3.connect(
+                str(path), isolation_level=None, timeout=30.0, check_same_thread=False
+            )
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            with self.transaction():
+                migrate(self.db)
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot open the database {str(path)!r}: {error}") from None
+
+    # ------------------------------------------------------------- transactions
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        with self.lock:
+            if not self._closed:
+                self._closed = True
+                self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock:
+            if self._closed:
+                raise DurableJobsError("the interpreter is closed")
+            self.db.execute("BEGIN IMMEDIATE")
+            self._seq = self._seq_read = None
+            self._outbox.clear()
+            try:
+                yield
+                self._before_commit()
+            except BaseException:
+                self._outbox.clear()
+                self.db.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT can leave the transaction open: end it, so the
+                    # next step does not meet "cannot start a transaction within one".
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the open transaction that fails alone: on an exception its writes
+        and its telemetry are undone (``StopIteration`` is a chain ending, not one)."""
+        self.db.execute("SAVEPOINT chain")
+        mark = len(self._outbox)
+        try:
+            yield
+        except StopIteration:
+            self.db.execute("RELEASE chain")
+            raise
+        except BaseException:
+            self.db.execute("ROLLBACK TO chain")
+            self.db.execute("RELEASE chain")
+            del self._outbox[mark:]
+            raise
+        self.db.execute("RELEASE chain")
+
+    def _before_commit(self) -> None:
+        """Write what the transaction buffered: the telemetry outbox, the alarm counter."""
+        if self._outbox:
+            self.db.executemany(
+                "INSERT INTO telemetry (job_name, event) VALUES (?, ?)", self._outbox
+            )
+            self._outbox.clear()
+        if self._seq is not None and self._seq != self._seq_read:
+            self.db.execute(
+                "UPDATE schema_info SET value = ? WHERE name = 'alarm_seq'", (self._seq,)
+            )
+
+    # -------------------------------------------------------------------- Store
+    def load(self, definition: Definition, instance_id: str) -> tuple[Snapshot | None, int | None]:
+        row = self.db.execute(
+            "SELECT snapshot, version FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        if row is None:
+            return None, None
+        codec = self.codecs[definition.name]
+        return codec.decode_snapshot(row[0], instance=instance_id), int(row[1])
+
+    def version(self, instance_id: str) -> int | None:
+        row = self.db.execute(
+            "SELECT version FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def queue_view(
+        self, definition: Definition, instance_id: str, reads: QueueReads
+    ) -> QueueView[Any]:
+        return load_view(self.db, self.codecs[definition.name], instance_id, reads)
+
+    def commit(self, definition: Definition, plan: CommitPlan[Any]) -> None:
+        codec = self.codecs[definition.name]
+        instance_id = plan.key.instance_id
+        if plan.queue:
+            apply_queue_changes(SqlQueueRows(self.db, codec), instance_id, plan.queue)
+        for record in plan.dead_letters:
+            self.db.execute(
+                "INSERT INTO dead_letters (job_name, record) VALUES (?, ?)",
+                (definition.name, json.dumps(codec.encode_dead_letter(record))),
+            )
+        for event in plan.telemetry:
+            self._outbox.append((definition.name, json.dumps(codec.encode_event(event))))
+        if plan.write == "delete":
+            self.db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+            return
+        self._write_row(definition, codec, plan)
+
+    def _write_row(self, definition: Definition, codec: Codec, plan: CommitPlan[Any]) -> None:
+        """The instance row's changes in one statement."""
+        db, instance_id = self.db, plan.key.instance_id
+        alarm_values: tuple[Any, ...] = ()
+        if plan.alarm_changed:
+            seq = None if plan.alarm_at is None else self._next_alarm_seq()
+            alarm_values = (plan.alarm_at, seq)
+        snapshot = plan.snapshot if plan.write == "put" else None
+        if snapshot is not None and snapshot.in_flight is not None and not plan.starts_run:
+            # The run in flight is someone else's (or an earlier step's): keep its lease.
+            text = codec.encode_snapshot(snapshot)
+            if alarm_values:
+                db.execute(
+                    "UPDATE instances SET snapshot = ?, version = ?, alarm_at = ?,"
+                    " alarm_seq = ? WHERE instance_id = ?",
+                    (text, snapshot.version, *alarm_values, instance_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE instances SET snapshot = ?, version = ? WHERE instance_id = ?",
+                    (text, snapshot.version, instance_id),
+                )
+        elif snapshot is not None:
+            running = snapshot.in_flight is not None
+            values = (
+                instance_id,
+                definition.name,
+                definition.job_type,
+                snapshot.key.id,
+                codec.encode_snapshot(snapshot),
+                snapshot.version,
+                int(running),
+                self._owner if running else None,
+                self._clock.now() + self._lease_ms if running else None,
+            )
+            if alarm_values:
+                db.execute(_UPSERT_WITH_ALARM, values + alarm_values)
+            else:
+                db.execute(_UPSERT, values)
+        elif alarm_values:
+            db.execute(
+                "UPDATE instances SET alarm_at = ?, alarm_seq = ? WHERE instance_id = ?",
+                (*alarm_values, instance_id),
+            )
+
+    def _next_alarm_seq(self) -> int:
+        """The next alarm sequence number: read once per transaction, stored at commit."""
+        if self._seq is None:
+            self._seq = int(
+                self.db.execute(
+                    "SELECT value FROM schema_info WHERE name = 'alarm_seq'"
+                ).fetchone()[0]
+            )
+            self._seq_read = self._seq
+        self._seq += 1
+        return self._seq
+
+    def claim(self, until: Instant) -> tuple[InstanceKey, Instant] | None:
+        """The earliest alarm due at or before ``until`` of a job this store knows."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT job_type, job_name, user_id, alarm_at FROM instances "
+                "WHERE alarm_at IS NOT NULL AND alarm_at <= ? "
+                "AND job_name IN (SELECT value FROM json_each(?)) "
+                "ORDER BY alarm_at, alarm_seq LIMIT 1",
+                (until, self._names),
+            ).fetchone()
+        if row is None:
+            return None
+        return InstanceKey(row[0], row[1], row[2]), Instant(row[3])
+
+    def next_alarm(self) -> Instant | None:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT MIN(alarm_at) FROM instances WHERE alarm_at IS NOT NULL"
+            ).fetchone()
+        return None if row[0] is None else Instant(row[0])
+
+    def dead_letters(self, definition: Definition) -> list[DeadLetter[Any]]:
+        codec = self.codecs[definition.name]
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT record FROM dead_letters WHERE job_name = ? ORDER BY id",
+                (definition.name,),
+            ).fetchall()
+        return [codec.decode_dead_letter(json.loads(text)) for (text,) in rows]
+
+    # ------------------------------------------------------------------ others
+    def telemetry(self) -> list[TelemetryEvent]:
+        """Every telemetry event in the outbox, in commit order."""
+        with self.lock:
+            rows = self.db.execute("SELECT job_name, event FROM telemetry ORDER BY id").fetchall()
+        return [self.codecs[name].decode_event(json.loads(text)) for name, text in rows]
+
+    def data_version(self) -> int:
+        """SQLite's ``data_version``: it changes when another connection commits."""
+        with self.lock:
+            if self._closed:
+                return -1
+            return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def claim_due(self, now: Instant, most: int, skip: Sequence[str]) -> list[Claimed]:
+        """Up to ``most`` claimable rows not in ``skip``: due alarms (earliest first),
+        then runs whose lease expired. Only a read (see the worker)."""
+        with self.lock:
+            if self._closed:
+                raise DurableJobsError("the interpreter is closed")
+            mine = json.dumps(sorted(skip))
+            rows = self.db.execute(_CLAIM, (now, now, mine, most, now, mine, most)).fetchall()
+        return [
+            (
+                InstanceKey(job_type, job_name, user_id),
+                None if at is None else Instant(at),
+                bool(expired),
+            )
+            for _, job_name, job_type, user_id, at, expired in rows
+        ]
+
+    def lease_expired(self, instance_id: str) -> bool:
+        """Whether the row's run holds a lease that has run out (in the open transaction)."""
+        row = self.db.execute(
+            "SELECT running, lease_until FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        return (
+            row is not None and row[0] == 1 and row[1] is not None and row[1] <= self._clock.now()
+        )
+
+    def renew_leases(self, instance_ids: Sequence[str]) -> None:
+        """Extend the leases this owner holds on ``instance_ids``."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE instances SET lease_until = ? WHERE running = 1 AND "
+                "lease_owner = ? AND instance_id IN (SELECT value FROM json_each(?))",
+                (self._clock.now() + self._lease_ms, self._owner, json.dumps(list(instance_ids))),
+            )
+
+    def set_aside(self, instance_id: str) -> None:
+        """Lease a row that cannot be run (unreadable) so it is not picked again at once."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE instance_id = ?",
+                (self._owner, self._clock.now() + self._lease_ms, instance_id),
+            )

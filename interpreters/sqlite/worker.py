@@ -1,0 +1,478 @@
+"""The SQLite interpreter and its worker: claims, leases, heartbeat, group commit.
+
+Theory of operation. ``SqliteInterpreter`` is the engine (``interpreters.engine``) on a
+``SqliteStore``: every step of a request or a due alarm is one transaction, user code
+runs between transactions, never inside one, and no job semantics live here. What it
+adds is the worker, the part that lets several threads and processes share one file:
+
+*Claims and leases.* A row is claimable when its alarm is due or its run's lease has
+expired; two partial indexes hold exactly those rows, so claiming stays flat as
+finished rows pile up. Claims only read: the step that fires an alarm re-reads the row
+in its own write transaction, and the core ignores an alarm another worker fired first,
+so two workers picking the same row cost a no-op, never a double run. While user code
+runs, its row holds a lease that a heartbeat renews every lease/3; a claimed row whose
+snapshot still shows a run in flight and whose lease is still expired inside the write
+transaction belongs to a worker that died: the core is told ``RunInterrupted`` and
+counts that attempt as failed.
+
+*Group commit.* A worker's writes all happen on one thread: the transitions of every
+instance that is ready (claimed, or back from its user code) are made in one
+transaction, each in a savepoint so that one unreadable row fails alone, and user code
+starts only after that commit. Concurrent runs so share one fsync while each attempt is
+still durable before it runs and each outcome before the next attempt of its instance.
+A transition that leaves the same instance due at once fires that alarm in the same
+step (at most ``group_commit`` times, for fairness). Only job types that answer every
+request while a run is in flight (``answers_while_running``: WorkerPool) have their
+attempts committed ahead in a ``run_due`` batch; the others run one at a time, so no
+caller finds them busy with an attempt that only waits for its turn.
+
+*Requests from other processes.* A request whose working snapshot changed under it
+runs again (``Restart``); one that meets a run in flight elsewhere waits and retries,
+``MAX_CONFLICT_RETRIES`` times in all, so a web process and a worker share one file.
+
+*Clocks.* With the default ``SystemClock`` the worker runs due work (``run_due``,
+``run_forever``). With a ``ManualClock`` the interpreter offers the memory
+interpreter's simulation surface (``advance``, ``advance_to``, ``next_alarm_at``), and
+the same scenarios run deterministically; the contract suite runs that way.
+
+Decisions where the issues were silent: ``stop()`` is graceful (no new work; runs going
+finish and their outcomes commit before ``run_forever`` returns), ``close()`` is not
+(a run cut off counts as interrupted when its lease expires); a due row of a job this
+registry does not define is left alone (another program sharing the file runs it).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from durable_jobs import (
+    DefinitionError,
+    DurableJobsError,
+    Instant,
+    Jobs,
+    StorageError,
+    TelemetryEvent,
+)
+from durable_jobs.interpreters.clock import Clock, SystemClock
+from durable_jobs.interpreters.engine import Chain, Engine, Restart
+from durable_jobs.interpreters.sqlite.store import SYNCHRONOUS, SqliteStore
+from durable_jobs.protocol import (
+    AlarmFired,
+    Input,
+    InstanceKey,
+    Outcome,
+    RunInterrupted,
+    RunUserCode,
+    parse_duration,
+)
+
+__all__ = ["BATCH", "CHANGE_CHECK", "GROUP_COMMIT", "MAX_CONFLICT_RETRIES", "SqliteInterpreter"]
+
+MAX_CONFLICT_RETRIES: Final = 500
+GROUP_COMMIT: Final = 64
+"""The default of ``group_commit``: at most this many due alarms a worker's chain fires
+by itself, in the step before, before it lets the instance go back to the claim queue
+(fairness between instances). 0 turns it off."""
+BATCH: Final = 32
+"""The default of ``batch``: at most this many instances ``run_due`` advances in one
+transaction (``run_forever`` advances up to ``workers``)."""
+CHANGE_CHECK: Final = 0.02
+"""Seconds between checks of ``PRAGMA data_version`` while the worker sleeps."""
+
+_log = logging.getLogger("durable_jobs")
+
+Ready = tuple[Chain, Outcome | None]
+"""A chain to resume: with the outcome of its last run, or ``None`` to start it."""
+
+
+class SqliteInterpreter(Engine):
+    """Runs jobs durably in one SQLite file.
+
+    >>> import tempfile, os
+    >>> from durable_jobs import Debounce, Jobs
+    >>> from durable_jobs.interpreters.clock import ManualClock
+    >>> seen = []
+    >>> batcher = Debounce.make(event=int, flush_after="1 minute",
+    ...                         execute=lambda ctx: seen.append(ctx.state))
+    >>> path = os.path.join(tempfile.mkdtemp(), "jobs.db")
+    >>> db = SqliteInterpreter(Jobs(batcher=batcher), path, clock=ManualClock())
+    >>> db.client().debounce(batcher).add(id="u", event=3).event_count
+    1
+    >>> db.advance("2 minutes"); seen
+    [3]
+    >>> db.close()
+    """
+
+    def __init__(
+        self,
+        jobs: Jobs,
+        path: str | Path = "jobs.db",
+        clock: Clock | None = None,
+        synchronous: str = "FULL",
+        *,
+        lease: timedelta | str = "30 seconds",
+        group_commit: int = GROUP_COMMIT,
+        batch: int = BATCH,
+    ) -> None:
+        if not isinstance(jobs, Jobs):
+            raise TypeError(f"expected a Jobs registry, got {jobs!r}")
+        if not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS:
+            raise DefinitionError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
+        lease_ms = parse_duration(lease, what="lease")
+        if isinstance(group_commit, bool) or not isinstance(group_commit, int) or group_commit < 0:
+            raise DefinitionError(f"group_commit must be an int >= 0, got {group_commit!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise DefinitionError(f"batch must be an int >= 1, got {batch!r}")
+        chosen: Clock = clock if clock is not None else SystemClock()
+        self._owner = uuid.uuid4().hex
+        self._lease_ms = lease_ms
+        self._sql = SqliteStore(
+            jobs, path, chosen, synchronous=synchronous, owner=self._owner, lease_ms=lease_ms
+        )
+        super().__init__(jobs, self._sql, chosen, retries=MAX_CONFLICT_RETRIES)
+        self._group_commit = group_commit
+        self._batch = batch
+        self._wake = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._busy: set[str] = set()  # instances whose user code runs in this process
+        self._claimed: set[str] = set()  # picked by this process's worker, not yet done
+        self._held: set[str] = set()  # a worker's runs committed as started, not yet back
+        self._foreign: set[str] = set()  # due rows of jobs this registry does not hold
+        self.errors: list[DurableJobsError] = []
+        """Errors met while running due work (each also logged)."""
+
+    # ---------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Stop accepting work and close the database."""
+        self._sql.close()
+        self._wake.set()
+
+    def closed(self) -> bool:
+        return self._sql.closed
+
+    def stop(self) -> None:
+        """Ask ``run_forever`` to return once its running steps finish (signal-safe)."""
+        self._stopping = True
+        self._wake.set()
+
+    def _running(self) -> bool:
+        return not self.closed() and not self._stopping
+
+    def __enter__(self) -> SqliteInterpreter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def telemetry(self) -> list[TelemetryEvent]:
+        """Every telemetry event in the outbox, in commit order."""
+        return self._sql.telemetry()
+
+    def _requested(self) -> None:
+        self._wake.set()  # a worker of this process may have work now
+
+    # ------------------------------------------------------------------ worker
+    def run_due(self, limit: int = 1000) -> int:
+        """Run what is due now, then return how many instances were taken up.
+
+        Due means an alarm at or before now, or a run whose lease expired (its worker
+        died: the attempt is reported interrupted). Up to ``batch`` WorkerPool shards are
+        taken at once: their transitions share one transaction (one commit), then their
+        user code runs one after another in this thread, then their outcomes (and the
+        next attempts they start) share the next commit. Pools answer every request while
+        an event runs, so a shard whose attempt waits for its turn blocks no caller; the
+        other job types refuse requests as busy while running, so each of their
+        instances runs on its own, one transaction per step. An instance whose stored
+        row cannot be read is reported (``errors``, and the ``durable_jobs`` logger) and
+        skipped; the others keep running. If a write fails (the database locked past its
+        timeout), the error propagates and the batch is let go: runs already committed
+        as started count as interrupted once their leases expire.
+        """
+        taken = 0
+        ready: list[Ready] = []
+        try:
+            while True:
+                room = min(self._batch - len(ready), limit - taken)
+                fresh = self._claim(room) if room > 0 else []
+                taken += len(fresh)
+                alone: list[Chain] = []
+                for chain in fresh:
+                    if chain.definition.answers_while_running:
+                        ready.append((chain, None))
+                    else:
+                        alone.append(chain)
+                self._drive_alone(alone)
+                if not ready:
+                    if fresh:
+                        continue
+                    return taken
+                runs = self._advance(ready)
+                ready = []
+                for index, (chain, run) in enumerate(runs):
+                    try:
+                        ready.append((chain, self._run(chain, run)))
+                    except BaseException:
+                        for left, _ in runs[index:]:
+                            self._abandon(left)
+                        raise
+        except BaseException:
+            for chain, _ in ready:
+                self._abandon(chain)
+            raise
+
+    def run_forever(self, poll: timedelta | str = "1 second", workers: int = 8) -> None:
+        """Run due work until ``stop`` or ``close`` is called (from a signal handler or a
+        thread).
+
+        Up to ``workers`` instances run at once (sync user code in threads, ``async def``
+        on an event loop). One thread does every write: the transitions of all instances
+        that are ready share one transaction, so concurrent runs share their commits
+        (group commit). Between claims the worker sleeps until the next alarm; a call
+        from this process wakes it at once, and a change made by another process is seen
+        within ``CHANGE_CHECK`` through ``PRAGMA data_version`` (``poll`` bounds the sleep
+        in any case).
+        """
+        poll_s = parse_duration(poll, what="poll") / 1000
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise DefinitionError(f"workers must be an int >= 1, got {workers!r}")
+        # An outcome, or None when running the hook itself broke (not the user's code:
+        # run_sync turns what user code raises into an outcome); that chain is dropped
+        # and its lease left to expire, which counts the attempt interrupted.
+        outcomes: queue.SimpleQueue[Ready] = queue.SimpleQueue()
+        active: dict[str, Chain] = {}  # chains taken up and not finished
+        ready: list[Ready] = []
+
+        def run_one(chain: Chain, run: RunUserCode) -> None:
+            outcome: Outcome | None = None
+            try:
+                outcome = self._run(chain, run)
+            except BaseException:
+                _log.exception("running a hook of %s broke", chain.key.instance_id)
+            finally:
+                outcomes.put((chain, outcome))
+                self._wake.set()
+
+        def collect(chain: Chain, outcome: Outcome | None) -> None:
+            if outcome is not None:
+                ready.append((chain, outcome))
+            else:
+                active.pop(chain.key.instance_id, None)
+                self._abandon(chain)
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-jobs") as pool:
+            try:
+                while not self.closed():
+                    while True:
+                        try:
+                            collect(*outcomes.get_nowait())
+                        except queue.Empty:
+                            break
+                    taking = self._running()
+                    if taking and len(active) < workers:
+                        fresh = self._claim(workers - len(active))
+                        active.update((chain.key.instance_id, chain) for chain in fresh)
+                        ready.extend((chain, None) for chain in fresh)
+                    if ready:
+                        runs = self._advance(ready)
+                        going = {chain.key.instance_id for chain, _ in runs}
+                        for chain, _ in ready:
+                            if chain.key.instance_id not in going:
+                                active.pop(chain.key.instance_id, None)
+                        ready = []
+                        for chain, run in runs:
+                            pool.submit(run_one, chain, run)
+                        continue
+                    if not taking and not active:
+                        return  # stopped, and every run's outcome is committed
+                    if len(active) >= workers or not taking:
+                        # Every slot is busy (or no more are taken up): only an outcome
+                        # can bring work, so wait for one without polling the database.
+                        with suppress(queue.Empty):
+                            collect(*outcomes.get(timeout=poll_s))
+                        continue
+                    upcoming = self.next_alarm_at()
+                    wait = poll_s
+                    if upcoming is not None:
+                        wait = min(poll_s, max(0.0, (upcoming - self.now()).total_seconds()))
+                    self._sleep(wait)
+            except (DurableJobsError, sqlite3.Error):
+                if self.closed():
+                    return  # closed while claiming or writing
+                raise
+            finally:
+                # Closed, or a write failed: the chains still taken up are let go; their
+                # runs' leases expire and the attempts count as interrupted.
+                for chain in active.values():
+                    self._abandon(chain)
+
+    def _run(self, chain: Chain, run: RunUserCode) -> Outcome:
+        """Run one hook (its attempt is committed already), renewing its lease meanwhile."""
+        instance_id = chain.key.instance_id
+        self._busy.add(instance_id)
+        self._start_heartbeat()
+        try:
+            return super()._run(chain, run)
+        finally:
+            self._busy.discard(instance_id)
+
+    def _drive_alone(self, chains: list[Chain]) -> None:
+        """Run each chain to its end on its own, one transaction per step: its attempt
+        is committed only when it is about to run, and its outcome before anything else
+        runs. For jobs that refuse requests as busy while a run is in flight (Continuous,
+        Debounce, Task), so a run of a ``run_due`` batch never finds another instance
+        busy with an attempt that is only waiting for its turn."""
+        for index, chain in enumerate(chains):
+            try:
+                try:
+                    self._drive(chain)
+                except DurableJobsError as error:
+                    self._let_go(chain)
+                    self._report(chain.key.instance_id, error)  # may write (set aside) too
+            except BaseException:
+                for left in chains[index:]:  # this one and those not driven yet
+                    self._abandon(left)
+                raise
+            finally:
+                self._let_go(chain)
+
+    def _abandon(self, chain: Chain) -> None:
+        """Give a chain up (its run's lease expires: the attempt counts as interrupted)."""
+        self._let_go(chain)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds``: less if woken in-process or another process wrote."""
+        deadline = time.monotonic() + seconds
+        seen = self._sql.data_version()
+        while self._running():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._wake.wait(min(left, CHANGE_CHECK)):
+                self._wake.clear()
+                return
+            if self._sql.data_version() != seen:
+                return
+
+    def _advance(self, ready: list[Ready]) -> list[tuple[Chain, RunUserCode]]:
+        """Resume every ready chain in one transaction (group commit); the runs to start.
+
+        Each chain runs in its own savepoint: a chain that fails (an unreadable row) is
+        rolled back alone and reported; the others commit. Nothing returned runs before
+        the commit, so every attempt is durable before its user code starts.
+        """
+        runs: list[tuple[Chain, RunUserCode]] = []
+        failed: list[tuple[Chain, DurableJobsError]] = []
+        try:
+            with self._sql.transaction():
+                for chain, outcome in ready:
+                    try:
+                        with self._sql.savepoint():
+                            run = self._resume(chain, outcome)
+                    except (DurableJobsError, Restart) as error:
+                        self._let_go(chain)
+                        if isinstance(error, DurableJobsError):
+                            failed.append((chain, error))
+                        continue
+                    if run is None:
+                        self._let_go(chain)  # the chain ended
+                        continue
+                    self._held.add(chain.key.instance_id)
+                    runs.append((chain, run))
+        except BaseException:
+            for chain, _ in ready:  # the transaction did not commit: nothing of it holds
+                self._abandon(chain)
+            raise
+        for chain, problem in failed:
+            self._report(chain.key.instance_id, problem)
+        return runs
+
+    def _let_go(self, chain: Chain) -> None:
+        self._held.discard(chain.key.instance_id)
+        self._claimed.discard(chain.key.instance_id)
+
+    def _report(self, instance_id: str, error: DurableJobsError) -> None:
+        if isinstance(error, StorageError):
+            self.errors.append(error)
+            _log.error("skipping %s for now: %s", instance_id, error)
+            self._sql.set_aside(instance_id)
+        elif not self.closed():
+            self.errors.append(error)
+            _log.error("%s failed: %s", instance_id, error)
+
+    def _recovery(self, key: InstanceKey) -> Callable[[Any], Input | None]:
+        """The first input of a claimed row whose run's lease expired: the run was
+        interrupted (its worker died), if the lease is still expired now, inside the
+        write transaction (claims only read: another worker may have recovered it)."""
+
+        def first(snapshot: Any) -> Input | None:
+            if not self._sql.lease_expired(key.instance_id):
+                return None
+            if snapshot is None or snapshot.in_flight is None:
+                return None
+            return RunInterrupted(run_id=snapshot.in_flight.run_id)
+
+        return first
+
+    def _start_heartbeat(self) -> None:
+        """Renew the leases of this process's running instances while user code runs.
+
+        Without it a run longer than the lease would look like a dead worker's: claimed
+        again (by another process, or this one) and run a second time at once.
+        """
+        with self._sql.lock:
+            if self._heartbeat is not None:
+                return
+            self._heartbeat = threading.Thread(
+                target=self._renew_leases, name="durable-jobs-leases", daemon=True
+            )
+            self._heartbeat.start()
+
+    def _renew_leases(self) -> None:
+        period = max(self._lease_ms / 3000, 0.01)
+        while not self.closed():
+            time.sleep(period)
+            running = list(self._busy | self._held)
+            if not running:
+                continue
+            try:
+                self._sql.renew_leases(running)
+            except (DurableJobsError, sqlite3.Error):
+                if self.closed():
+                    return  # closed between the check and the write
+                raise
+
+    def _claim(self, most: int) -> list[Chain]:
+        """Up to ``most`` claimable instances, as chains (see the module header). Rows
+        this process is already handling are skipped."""
+        now = self._clock.now()
+        skip = self._busy | self._claimed | self._foreign
+        chains: list[Chain] = []
+        for key, at, recovering in self._sql.claim_due(now, most, sorted(skip)):
+            instance_id = key.instance_id
+            if len(chains) == most or instance_id in self._claimed:
+                continue
+            definition = self._definitions.get(key.job_name)
+            if definition is None:
+                self._foreign.add(instance_id)  # another program's job: leave it be
+                continue
+            self._claimed.add(instance_id)
+            refire = self._group_commit
+            if recovering:
+                chain = Chain(key, definition, None, refire=refire, first=self._recovery(key))
+            else:
+                alarm = AlarmFired(Instant(now if at is None else at))
+                chain = Chain(key, definition, alarm, refire=refire)
+            chains.append(chain)
+        return chains
