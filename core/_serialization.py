@@ -32,11 +32,20 @@ from durable_jobs import _telemetry as tel
 from durable_jobs._definitions import Definition
 from durable_jobs._errors import StorageError, ValidationError
 from durable_jobs._keys import InstanceKey
-from durable_jobs._kinds import kind_of
+from durable_jobs._kinds import kind_named, kind_of
 from durable_jobs._plan import CommitPlan
 from durable_jobs._queue import FinishedEvent, QueueItem
 
-__all__ = ["SCHEMA_VERSION", "TAGS", "Codec", "Unstructured", "make_converter", "typed", "validate"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TAGS",
+    "Codec",
+    "Unstructured",
+    "make_converter",
+    "read_snapshot",
+    "typed",
+    "validate",
+]
 
 SCHEMA_VERSION: Final = 1
 
@@ -285,6 +294,50 @@ def typed(cls: Any, state_type: Any, event_type: Any) -> Any:
 _PAYLOAD_TAGS: Final = {TAGS[cls]: cls for cls in cmd.PAYLOAD_CLASSES}
 
 
+def _decode_snapshot(
+    converter: cattrs.Converter, text: str, type_: Any, what: str, instance: str
+) -> Any:
+    try:
+        record = json.loads(text)
+    except ValueError as error:
+        raise StorageError(f"instance {instance}: stored record is not JSON ({error})") from None
+    if not isinstance(record, dict) or "snapshot" not in record:
+        raise StorageError(f"instance {instance}: stored record has no snapshot")
+    schema = record.get("schema")
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        raise StorageError(
+            f"instance {instance}: stored schema {schema!r} is newer than this library "
+            f"understands ({SCHEMA_VERSION})"
+        )
+    try:
+        return converter.structure(record["snapshot"], type_)
+    except Exception as error:
+        raise StorageError(
+            f"instance {instance}: stored snapshot does not fit {what} ({_describe(error)})"
+        ) from None
+
+
+def read_snapshot(
+    text: str, job_type: str, *, instance: str = "?", converter: cattrs.Converter = _DEFAULT
+) -> Any:
+    """A stored snapshot of any job of ``job_type``, its user values (states, events)
+    left in their JSON form: for tools that read a store without the job's registry.
+    ``StorageError`` when it cannot be read.
+
+    >>> text = '{"schema":1,"snapshot":{"key":{"job_type":"task","job_name":"t","id":"u"},'
+    >>> text += '"created_at":0,"state":{"n":1},"scheduled_at":60000}}'
+    >>> snapshot = read_snapshot(text, "task")
+    >>> snapshot.state, snapshot.scheduled_at
+    ({'n': 1}, 60000)
+    """
+    try:
+        kind = kind_named(job_type)
+    except LookupError:
+        raise StorageError(f"instance {instance}: unknown job type {job_type!r}") from None
+    type_ = typed(kind.snapshot, Any, Any)
+    return _decode_snapshot(converter, text, type_, f"a {job_type} job", instance)
+
+
 class Codec:
     """Encodes and decodes the values of one job with its user types restored.
 
@@ -315,27 +368,9 @@ class Codec:
         return _compact({"schema": SCHEMA_VERSION, "snapshot": body})
 
     def decode_snapshot(self, text: str, *, instance: str = "?") -> Any:
-        try:
-            record = json.loads(text)
-        except ValueError as error:
-            raise StorageError(
-                f"instance {instance}: stored record is not JSON ({error})"
-            ) from None
-        if not isinstance(record, dict) or "snapshot" not in record:
-            raise StorageError(f"instance {instance}: stored record has no snapshot")
-        schema = record.get("schema")
-        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
-            raise StorageError(
-                f"instance {instance}: stored schema {schema!r} is newer than this library "
-                f"understands ({SCHEMA_VERSION})"
-            )
-        try:
-            return self.converter.structure(record["snapshot"], self.snapshot_type)
-        except Exception as error:
-            raise StorageError(
-                f"instance {instance}: stored snapshot does not fit {self.definition.name!r} "
-                f"({_describe(error)})"
-            ) from None
+        return _decode_snapshot(
+            self.converter, text, self.snapshot_type, f"{self.definition.name!r}", instance
+        )
 
     # ---------------------------------------------------------------- inputs
     def encode_input(self, value: inp.Input) -> dict[str, Any]:

@@ -116,7 +116,14 @@ from durable_jobs._results import (
 from durable_jobs._retry import ConstantBackoff, ExponentialBackoff, LinearBackoff
 from durable_jobs._runtime import Attempts, InFlight, Transition
 from durable_jobs._schedule import Cron, Every
-from durable_jobs._serialization import SCHEMA_VERSION, Codec, make_converter, typed, validate
+from durable_jobs._serialization import (
+    SCHEMA_VERSION,
+    Codec,
+    make_converter,
+    read_snapshot,
+    typed,
+    validate,
+)
 from durable_jobs._task import TaskSnapshot
 from durable_jobs._time import from_datetime, parse_duration, to_datetime
 
@@ -234,6 +241,7 @@ __all__ = [
     "parse_duration",
     "plan_of",
     "queue_reads",
+    "read_snapshot",
     "shard_index",
     "to_datetime",
     "typed",

@@ -4,11 +4,13 @@ Theory of operation. Every interpreter runs jobs the same way: load the instance
 for a WorkerPool shard, the queue rows the core asks for), ``decide``, turn the
 transition into a ``CommitPlan`` (``plan_of``), commit it, run the user code it asks
 for, and feed the outcome back to ``decide``, until a transition asks for no more user
-code; its reply answers the request. That loop is written once, here, as a *chain*: a
-generator that is resumed inside a store transaction for each step, yields the
-``RunUserCode`` to run after the commit, and is sent the outcome back. ``Engine`` drives
-chains for client requests (``dispatch``, ``dispatch_many``) and for a manual clock
-(``advance``), and implements the client's ``Dispatcher`` on top of a ``Store``.
+code; its reply answers the request. That loop is written once, here: a ``Chain`` holds
+one input in flight, ``Engine._resume`` runs its next step inside a store transaction
+and returns the ``RunUserCode`` to run after the commit, and ``Engine._drive`` runs a
+chain to its end, one transaction per step. ``Engine`` drives chains for client
+requests (``dispatch``, ``dispatch_many``) and for a manual clock (``advance``), and
+implements the client's ``Dispatcher`` on top of a ``Store``; a worker may resume many
+chains in one transaction instead (the SQLite worker does).
 
 A store provides what only it can: a transaction; ``load``/``version`` of an instance;
 ``queue_view`` (the rows ``QueueReads`` names); ``commit`` of one plan, all or nothing,

@@ -3,7 +3,8 @@
 Every run of user code appends ``start``/``end`` lines to the file named by the
 ``DURABLE_JOBS_TEST_LOG`` environment variable (one ``write`` per line on an ``O_APPEND``
 file, so lines from several processes never interleave). Runs sleep a little so that a
-SIGKILL often lands while one is in flight.
+SIGKILL often lands while one is in flight, and a pool event of value ``HOLD`` runs for
+seconds on its first attempt, so that a kill can be made to land mid-run for certain.
 """
 
 from __future__ import annotations
@@ -45,8 +46,16 @@ def pause() -> None:
     time.sleep(random.uniform(0.0, 0.015))
 
 
+HOLD = -1
+"""A pool event with this value runs for ``HOLD_SECONDS`` on its first attempt: long
+enough for the crash test to see its start in the log and kill the worker mid-run."""
+HOLD_SECONDS = 3.0
+
+
 def work(ctx: PoolContext[int]) -> None:
     log("start", "pool", ctx.event_id, ctx.attempt, ctx.instance_index)
+    if ctx.event == HOLD and ctx.attempt == 1:
+        time.sleep(HOLD_SECONDS)
     pause()
     log("end", "pool", ctx.event_id, ctx.attempt, ctx.instance_index)
 

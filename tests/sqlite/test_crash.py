@@ -2,8 +2,10 @@
 
 Jobs of every type run (``tests/sqlite/crash_jobs.py``) while a worker subprocess is
 started and killed ``KILLS`` times (50 by default; ``DURABLE_JOBS_CRASH_KILLS`` raises it
-for a soak run). A last worker then finishes the work and is stopped with SIGTERM.
-Afterwards:
+for a soak run). Most kills come after a random time; every ``HOLD_EVERY``-th one comes
+right after the worker logged the start of a long run (a ``HOLD`` event), so some kills
+land mid-run by construction, however slowly a loaded machine starts the worker. A last
+worker then finishes the work and is stopped with SIGTERM. Afterwards:
 
 * no job or event is lost: every pool event was processed (or dead-lettered), every
   debounce event was in a flushed batch, every task counted down to zero;
@@ -27,7 +29,7 @@ import pytest
 
 from durable_jobs import JobFailed
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
-from tests.sqlite.crash_jobs import JOBS, start_worker
+from tests.sqlite.crash_jobs import HOLD, JOBS, start_worker
 
 KILLS = int(os.environ.get("DURABLE_JOBS_CRASH_KILLS", "50"))
 WORKERS = 8
@@ -35,12 +37,26 @@ POOL_EVENTS = 120
 DEBOUNCE_IDS = 6
 TASKS = 4
 COUNTDOWN = 4
+HOLD_EVERY = 5
+STARTUP = 60.0
+"""Seconds a worker may take to start a held run (a loaded 2-core machine is slow)."""
 
 
 def _read_log(path: Path) -> list[list[str]]:
     if not path.exists():
         return []
     return [line.split() for line in path.read_text().splitlines() if line]
+
+
+def _wait_for_start(path: Path, event_id: str, pid: int) -> None:
+    """Wait until worker ``pid`` logged the start of pool event ``event_id``."""
+    deadline = time.monotonic() + STARTUP
+    while time.monotonic() < deadline:
+        for line in _read_log(path):
+            if line[:3] == ["start", "pool", event_id] and line[-2] == str(pid):
+                return
+        time.sleep(0.02)
+    pytest.fail(f"worker {pid} did not start {event_id} within {STARTUP:g} s")
 
 
 def test_sigkill_at_random_points_loses_nothing(
@@ -76,8 +92,15 @@ def test_sigkill_at_random_points_loses_nothing(
 
     killed: set[str] = set()
     for cycle in range(KILLS):
+        held = f"hold-{cycle}" if cycle % HOLD_EVERY == 0 else None
+        if held is not None:  # first in its shard's queue; its first attempt runs long
+            pool.enqueue(id=held, event=HOLD, priority=9)
+            enqueued.append(held)
         worker = start_worker(db, workers=WORKERS, lease="300 milliseconds")
-        time.sleep(rng.uniform(0.05, 0.45))
+        if held is not None:
+            _wait_for_start(log_path, held, worker.pid)
+        else:
+            time.sleep(rng.uniform(0.05, 0.45))
         if cycle % 10 == 5:
             more_work(100 + cycle)
         worker.send_signal(signal.SIGKILL)
@@ -161,7 +184,8 @@ def test_sigkill_at_random_points_loses_nothing(
             reruns += 1
             assert earlier[-2] in killed, f"{subject} ran again after a run by a live process"
     assert reruns <= KILLS * WORKERS
-    # The kills did land mid-run: interrupted attempts were recovered as failures.
+    # The kills did land mid-run (the held ones by construction): interrupted attempts
+    # were recovered as failures.
     interrupted = [
         e
         for e in client_side.telemetry
