@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from durable_jobs import (
     Backoff,
     Continuous,
+    ContinuousDefinition,
     Debounce,
     DefinitionError,
     Duration,
     Instant,
+    JobNotFoundError,
     Jobs,
     Retry,
     Task,
@@ -153,6 +155,24 @@ def test_the_retry_decision_follows_the_policy(
 def test_retry_refuses_bad_max_attempts(bad: object) -> None:
     with pytest.raises(DefinitionError):
         Retry(max_attempts=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["no", "", 0, 1, None])
+def test_retry_refuses_a_jitter_that_is_not_a_bool(bad: object) -> None:
+    # "no" used to be accepted and, being truthy, turned jitter on.
+    with pytest.raises(DefinitionError, match="jitter"):
+        Retry(max_attempts=3, jitter=bad)  # type: ignore[arg-type]
+
+
+def test_a_registry_never_mistakes_a_new_definition_for_one_it_registered() -> None:
+    """``Jobs`` finds definitions by the id of the object the user holds; it keeps those
+    objects alive, so their ids cannot be handed to new objects."""
+    jobs = Jobs(a=Continuous.make(state=int, schedule=Continuous.every("1 minute"), execute=print))
+    for _ in range(2_000):  # fresh objects of the same size, made after the first is unused
+        other = Continuous.make(state=int, schedule=Continuous.every("1 minute"), execute=print)
+        with pytest.raises(JobNotFoundError):
+            jobs.resolve(other, ContinuousDefinition)
+    assert jobs.resolve("a", ContinuousDefinition).name == "a"
 
 
 def _utc(
