@@ -10,7 +10,7 @@ notebooks. ``advance`` fires every alarm that falls due, in time order, each wit
 clock set to its own due time, including alarms that those runs schedule inside the
 window; alarms due at the same instant fire in the order they were last set.
 
-Decisions where the issue was silent:
+Decisions:
 
 * A request from user code to the instance that is running it (re-entrancy) is refused
   with ``ConflictError``; other instances can be called freely from user code.

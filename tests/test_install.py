@@ -63,8 +63,11 @@ def test_mypy_finds_the_installed_package(tmp_path: Path, options: list[str]) ->
     purelib = Path(
         sysconfig.get_paths(vars={"base": str(env_dir), "platbase": str(env_dir)})["purelib"]
     )
+    # ``pip --python`` installs into that environment only (``--prefix`` would first
+    # uninstall the package from the environment running the tests).
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(env_dir), *options],
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps"]
+        + options,
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -35,7 +35,7 @@ runs again (``Restart``); one that meets a run in flight elsewhere waits and ret
 interpreter's simulation surface (``advance``, ``advance_to``, ``next_alarm_at``), and
 the same scenarios run deterministically; the contract suite runs that way.
 
-Decisions where the issues were silent: ``stop()`` is graceful (no new work; runs going
+Decisions: ``stop()`` is graceful (no new work; runs going
 finish and their outcomes commit before ``run_forever`` returns), ``close()`` is not
 (a run cut off counts as interrupted when its lease expires); a due row of a job this
 registry does not define is left alone (another program sharing the file runs it).
