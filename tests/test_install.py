@@ -46,9 +46,12 @@ client.continuous(ticker).start(id="u", input=Counter(0))
 durable = SqliteInterpreter(Jobs(ticker=ticker), "jobs.db")
 durable.client().continuous(ticker).start(id="u", input="not a Counter")
 """
-WRONG_LINE = USER_CODE.splitlines().index(
-    'durable.client().continuous(ticker).start(id="u", input="not a Counter")'
-) + 1
+WRONG_LINE = (
+    USER_CODE.splitlines().index(
+        'durable.client().continuous(ticker).start(id="u", input="not a Counter")'
+    )
+    + 1
+)
 
 
 @pytest.mark.parametrize(
@@ -66,8 +69,17 @@ def test_mypy_finds_the_installed_package(tmp_path: Path, options: list[str]) ->
     # ``pip --python`` installs into that environment only (``--prefix`` would first
     # uninstall the package from the environment running the tests).
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps"]
-        + options,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            *options,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -79,8 +91,16 @@ def test_mypy_finds_the_installed_package(tmp_path: Path, options: list[str]) ->
     user.mkdir()
     (user / "app.py").write_text(USER_CODE)
     checked = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental"]
-        + ["--python-executable", str(python), "app.py"],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--python-executable",
+            str(python),
+            "app.py",
+        ],
         cwd=user,
         env={key: value for key, value in os.environ.items() if key != "MYPYPATH"},
         capture_output=True,
@@ -89,4 +109,4 @@ def test_mypy_finds_the_installed_package(tmp_path: Path, options: list[str]) ->
     )
     errors = [line for line in checked.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1, checked.stdout
-    assert errors[0].startswith(f"app.py:{WRONG_LINE}: error: Argument \"input\""), checked.stdout
+    assert errors[0].startswith(f'app.py:{WRONG_LINE}: error: Argument "input"'), checked.stdout
