@@ -11,24 +11,15 @@ units (Java's ``String.hashCode``), so keys route the same in both implementatio
 De-duplication and ordering are per shard: an id re-sent with another partition key can
 land elsewhere.
 
-*Storage shape.* Pending events are not a list inside the snapshot. Each is one
-``QueueItem`` row kept by the interpreter in an index ordered by (priority descending,
-sequence ascending); finished ids are ``FinishedEvent`` rows ordered by finish time. The
-core reads them through a ``QueueView`` — the head of the index, the oldest item, and
-for a request about one event id that id's item, its rank and its finished record — and
-changes them with the commands ``PutQueueItem``, ``DeleteQueueItem`` (a cancel),
-``TakeQueueItem`` (the head becomes the current event; its ``PutFinished`` always
-follows), ``ClearQueue``, ``PutFinished`` and ``DeleteFinished``. ``queue_reads`` tells
-an interpreter what to load for an input. An interpreter implements the primitive
-natively: a SQLite table with an index on (shard, -priority, seq), or keys in Durable
-Object storage. The snapshot holds
-only counters, the per-priority counts used for positions (one pair per distinct
-priority), and the *current* event.
+*Storage shape.* Pending events and finished ids are rows the interpreter keeps (see
+``_queue``); ``queue_reads`` says which of them an input needs, and ``decide`` changes
+them with the queue commands. The snapshot holds only counters, the per-priority counts
+used for positions (one pair per distinct priority), and the *current* event.
 
 *Order.* A shard always finishes its current event first: it is never pre-empted, and a
 failed event keeps its place while it waits for its retry (strict order within a shard).
 Otherwise the next event is the head: highest ``priority`` first, FIFO within one. The
-step that takes the head commits ``current = item`` and deletes the row in one
+step that takes the head commits ``current = item`` and takes the row in one
 transition, before user code runs, and marks the attempt as started; a crash mid-run is
 then an interrupted attempt, which counts as failed.
 

@@ -158,7 +158,7 @@ class Store(Protocol):
 
 
 class QueueRows(Protocol):
-    """A store's queue primitive for WorkerPool shards (see ``durable_jobs._queue``)."""
+    """A store's queue primitive for WorkerPool shards (rows as in ``QueueItem``)."""
 
     def put_item(self, instance_id: str, item: QueueItem[Any]) -> None: ...
     def delete_item(self, instance_id: str, event_id: str) -> None: ...

@@ -205,7 +205,7 @@ def test_execute_retries_then_dead_letters_and_calls_on_error(make: Make) -> Non
     client.send(id="o1", event=Placed(4))
     sim.advance("1 hour")
     # execute failed and waits for its retry: the status says it will run again, when,
-    # and as which attempt (issue 8: it used to answer "idle" with nothing scheduled).
+    # and as which attempt (it once answered "idle", with nothing scheduled).
     waiting = client.status("o1")
     assert waiting.status == "active"
     assert waiting.scheduled_at is None

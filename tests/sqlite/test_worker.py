@@ -243,7 +243,7 @@ def test_group_commit_shares_commits_and_each_attempt_is_stored_before_it_runs(
     assert len(commits) <= 64 // 8 + 2, len(commits)
 
 
-# --------------------------------------------------------------- found in review
+# ------------------------------------------------- leases, batches and failed writes
 
 
 def _held_pool() -> tuple[Jobs, threading.Event, threading.Event]:
