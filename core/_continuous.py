@@ -99,11 +99,20 @@ def _start_run(
     now: Instant,
     attempt: int = 1,
     created: bool = False,
+    **changes: Any,
 ) -> rt.Transition[Any]:
-    running = rt.begin_run(
-        snapshot, hook="execute", origin=origin, now=now, attempt=attempt, created=created
+    """Start ``execute`` (with ``changes`` to other fields, in the same rebuild)."""
+    return rt.commit_start(
+        snapshot,
+        effects,
+        _run,
+        hook="execute",
+        origin=origin,
+        now=now,
+        attempt=attempt,
+        created=created,
+        **changes,
     )
-    return rt.commit(_alarm, running, effects, run=_run(running))
 
 
 def _reply(
@@ -156,11 +165,7 @@ def decide_continuous(
             if definition.start_immediately:
                 return Success(
                     _start_run(
-                        attrs.evolve(fresh, run_count=1),
-                        effects,
-                        origin="start",
-                        now=now,
-                        created=True,
+                        fresh, effects, origin="start", now=now, created=True, run_count=1
                     )
                 )
             reply = ContinuousStartResult(key.instance_id, True, "running")
@@ -171,8 +176,10 @@ def decide_continuous(
                 return Success(rt.keep(None, reply=ContinuousTriggerResult(triggered=False)))
             if snapshot.in_flight is not None:
                 return rt.busy(snapshot.key)
-            counted = attrs.evolve(snapshot, run_count=snapshot.run_count + 1, attempts=rt.FRESH)
-            return Success(_start_run(counted, [], origin="trigger", now=now))
+            # A first attempt: begin_run opens a fresh failure sequence (a pending retry
+            # is replaced).
+            count = snapshot.run_count + 1
+            return Success(_start_run(snapshot, [], origin="trigger", now=now, run_count=count))
 
         case ContinuousTerminate(reason=reason):
             if snapshot is None:
@@ -210,12 +217,16 @@ def decide_continuous(
                         snapshot, [], origin="alarm", now=now, attempt=snapshot.attempts.attempt
                     )
                 )
-            due = attrs.evolve(
-                snapshot,
-                run_count=snapshot.run_count + 1,
-                next_slot=_next_slot(definition, snapshot.next_slot, now),
+            return Success(
+                _start_run(
+                    snapshot,
+                    [],
+                    origin="alarm",
+                    now=now,
+                    run_count=snapshot.run_count + 1,
+                    next_slot=_next_slot(definition, snapshot.next_slot, now),
+                )
             )
-            return Success(_start_run(due, [], origin="alarm", now=now))
 
         case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
             return Success(
@@ -242,10 +253,10 @@ def _after_run(
 
     if isinstance(outcome, UserCodeSucceeded):
         effects = rt.success_effects(key, run, outcome, snapshot.run_count, now)
-        done = rt.settled(snapshot)
+        changes: dict[str, Any] = {"next_slot": _next_slot(definition, snapshot.next_slot, now)}
         if outcome.state_set:
-            done = attrs.evolve(done, state=outcome.state)
-        done = attrs.evolve(done, next_slot=_next_slot(definition, done.next_slot, now))
+            changes["state"] = outcome.state
+        done = rt.settled(snapshot, **changes)
         return rt.commit(_alarm, done, effects, reply=_reply(run, key))
 
     decision = rt.decide_failure(definition.retry, key, snapshot.attempts, run.attempt, now)
@@ -258,6 +269,5 @@ def _after_run(
     if definition.on_retry_exhausted == "terminate":
         effects += rt.terminated_effects(key, "retry_exhausted", snapshot.run_count, now)
         return rt.purge(key, effects, _reply(run, key, terminated=True))
-    done = rt.settled(snapshot)
-    done = attrs.evolve(done, next_slot=_next_slot(definition, done.next_slot, now))
+    done = rt.settled(snapshot, next_slot=_next_slot(definition, snapshot.next_slot, now))
     return rt.commit(_alarm, done, effects, reply=_reply(run, key))

@@ -31,7 +31,7 @@ import attrs
 from returns.result import Result, Success
 
 from durable_jobs import _runtime as rt
-from durable_jobs._commands import Command, DebounceExecute, DebounceReduce, Emit
+from durable_jobs._commands import Command, DebounceExecute, DebounceReduce, Emit, RunUserCode
 from durable_jobs._definitions import DebounceDefinition
 from durable_jobs._errors import Rejection
 from durable_jobs._inputs import (
@@ -115,19 +115,26 @@ def _flush_run(
     """Start ``execute`` over the batch; a pending retry's attempt and reason carry on."""
     if snapshot.attempts.retry_at is not None and snapshot.retry_reason is not None:
         reason = snapshot.retry_reason
-    running = rt.begin_run(
+    flush_reason = reason
+
+    def command(running: DebounceSnapshot[Any]) -> RunUserCode:
+        assert running.started_at is not None
+        payload = DebounceExecute(
+            running.state, running.event_count, running.started_at, flush_reason
+        )
+        return rt.run_command(running, payload)
+
+    return rt.commit_start(
         snapshot,
+        effects,
+        command,
         hook="execute",
         origin=origin,
         now=now,
         attempt=rt.pending_attempt(snapshot),
         created=created,
-        flush_reason=reason,
+        flush_reason=flush_reason,
     )
-    assert running.started_at is not None
-    payload = DebounceExecute(running.state, running.event_count, running.started_at, reason)
-    command = rt.run_command(running, payload)
-    return rt.commit(_alarm_for(definition), running, effects, run=command)
 
 
 def _accept(

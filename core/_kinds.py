@@ -120,7 +120,11 @@ def kind_of(definition: Definition) -> JobKind:
 
 
 def kind_named(job_type: str) -> JobKind:
-    """The record of the job type named ``job_type`` (as stored: ``"workerPool"`` …)."""
+    """The record of the job type named ``job_type`` (as stored: ``"workerPool"`` …).
+
+    >>> kind_named("workerPool").reads is not None  # a pool's decide sees queue rows
+    True
+    """
     kind = _BY_TYPE.get(job_type)
     if kind is None:
         raise LookupError(f"unknown job type {job_type!r}")

@@ -122,7 +122,7 @@ class Restart(Exception):
 class Store(Protocol):
     """What an interpreter's storage provides to the engine (see the module header)."""
 
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(self) -> AbstractContextManager[Any]:
         """Everything done inside commits together, or not at all."""
         ...
 
@@ -169,7 +169,18 @@ class QueueRows(Protocol):
 
 
 def apply_queue_changes(rows: QueueRows, instance_id: str, changes: Iterable[QueueChange]) -> None:
-    """Carry out a plan's queue changes, in order, on ``rows``."""
+    """Carry out a plan's queue changes, in order, on ``rows``.
+
+    >>> from durable_jobs import Instant, WorkerPool
+    >>> from durable_jobs.interpreters.memory import MemoryStore
+    >>> from durable_jobs.protocol import PutQueueItem
+    >>> mail = WorkerPool.make(event=str, concurrency=1, execute=print)
+    >>> store, shard = MemoryStore(), "workerPool:mail:0"
+    >>> item = QueueItem("e1", "hello", priority=0, seq=0, enqueued_at=Instant(0))
+    >>> apply_queue_changes(store, shard, [PutQueueItem(item)])
+    >>> store.queue_view(mail, shard, QueueReads(head=True)).head.event_id
+    'e1'
+    """
     for change in changes:
         match change:
             case PutQueueItem(item=item):
@@ -193,28 +204,33 @@ class RunGuard:
     variable, so it follows ``async def`` hooks onto the runner's loop thread)."""
 
     def __init__(self) -> None:
-        self._running: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
-            "durable_jobs_running", default=frozenset()
+        # A tuple, not a set: entering is on every run, while a lookup happens only for
+        # a request made from user code, over the few runs nested in this context.
+        self._running: contextvars.ContextVar[tuple[tuple[int, str], ...]] = (
+            contextvars.ContextVar("durable_jobs_running", default=())
         )
 
     def enter(
         self, owner: object, instance_id: str
-    ) -> contextvars.Token[frozenset[tuple[int, str]]]:
-        return self._running.set(self._running.get() | {(id(owner), instance_id)})
+    ) -> contextvars.Token[tuple[tuple[int, str], ...]]:
+        return self._running.set((*self._running.get(), (id(owner), instance_id)))
 
-    def leave(self, token: contextvars.Token[frozenset[tuple[int, str]]]) -> None:
+    def leave(self, token: contextvars.Token[tuple[tuple[int, str], ...]]) -> None:
         self._running.reset(token)
+
+    def refuse_one(self, owner: object, key: InstanceKey) -> None:
+        """``ConflictError`` if user code of ``key`` runs here (a request to its own
+        instance from user code)."""
+        here = self._running.get()
+        if here and (id(owner), key.instance_id) in here:
+            raise ConflictError(
+                f"{key.instance_id} is running user code and cannot be called from it"
+            )
 
     def refuse(self, owner: object, keys: Iterable[InstanceKey]) -> None:
         """``ConflictError`` if user code of one of ``keys`` runs here (re-entrancy)."""
-        here = self._running.get()
-        if not here:
-            return  # no user code runs in this context (the usual case)
         for key in keys:
-            if (id(owner), key.instance_id) in here:
-                raise ConflictError(
-                    f"{key.instance_id} is running user code and cannot be called from it"
-                )
+            self.refuse_one(owner, key)
 
     def active(self, owner: object) -> bool:
         """Whether user code of ``owner`` runs in this context."""
@@ -264,6 +280,17 @@ class Engine:
 
     Subclasses give the store and the clock; ``_run`` (how a hook runs) and
     ``_observe`` (a transition was decided) may be extended.
+
+    >>> from durable_jobs import Jobs, Task
+    >>> from durable_jobs.interpreters.clock import ManualClock
+    >>> from durable_jobs.interpreters.memory import MemoryStore
+    >>> job = Task.make(state=int, event=int, on_event=lambda c: c.set_state(c.event),
+    ...                 execute=print)
+    >>> engine = Engine(Jobs(t=job), MemoryStore(), ManualClock())
+    >>> engine.client().task(job).send(id="a", event=7).created
+    True
+    >>> engine.client().task(job).get_state("a")
+    7
     """
 
     def __init__(self, jobs: Jobs, store: Store, clock: Clock, *, retries: int = 1) -> None:
@@ -272,6 +299,7 @@ class Engine:
         self._jobs = jobs
         self._store = store
         self._clock = clock
+        self._now = clock.now
         self._retries = retries
         self._stopping = False
         self._definitions: dict[str, Definition] = dict(jobs.items())
@@ -319,7 +347,7 @@ class Engine:
             if due is None:
                 break
             key, at = due
-            clock.set(Instant(max(clock.now(), at)))
+            clock.set(max(clock.now(), at))
             definition = self._definitions.get(key.job_name)
             if definition is not None and definition.job_type == key.job_type:
                 self._drive(Chain(key, definition, AlarmFired(at)))
@@ -331,7 +359,7 @@ class Engine:
     # ---------------------------------------------------------- Dispatcher protocol
     def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
         key = instance_key(definition.job_type, definition.name, request.id)
-        GUARD.refuse(self, (key,))
+        GUARD.refuse_one(self, key)
         attempt = 1
         while True:
             try:
@@ -427,7 +455,7 @@ class Engine:
         plan: CommitPlan[Any] | None = None
         written, stored = False, None
         while True:
-            now = self._clock.now()
+            now = self._now()
             argument: Any = snapshot
             if kind.reads is not None:  # a pool shard: decide sees the rows it needs
                 reads = kind.reads(definition, input_, now)
@@ -481,7 +509,7 @@ class Engine:
         """Run one hook of ``chain`` (its attempt is committed already); its outcome."""
         token = GUARD.enter(self, chain.key.instance_id)
         try:
-            return run_sync(chain.definition, run, self._clock.now())
+            return run_sync(chain.definition, run, self._now())
         finally:
             GUARD.leave(token)
 

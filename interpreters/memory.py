@@ -24,8 +24,9 @@ Decisions:
 from __future__ import annotations
 
 import heapq
+import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -52,7 +53,6 @@ __all__ = ["DEFAULT_START", "MemoryInterpreter", "MemoryStore", "TraceEntry"]
 
 DEFAULT_START: Final = datetime(2026, 1, 1, tzinfo=UTC)
 _NO_QUEUE: Final = ShardQueue()
-_NO_TRANSACTION: Final = nullcontext()
 
 
 @attrs.frozen
@@ -66,7 +66,18 @@ class TraceEntry:
 
 
 class MemoryStore:
-    """Instances, alarms, queue rows, telemetry and dead letters in plain containers."""
+    """Instances, alarms, queue rows, telemetry and dead letters in plain containers.
+
+    >>> from durable_jobs import Debounce, Instant, Jobs
+    >>> from durable_jobs.protocol import DebounceAdd, InstanceKey, decide, plan_of
+    >>> job = Jobs(b=Debounce.make(event=int, execute=print, flush_after="1 s"))["b"]
+    >>> key = InstanceKey("debounce", "b", "u")
+    >>> plan, _, _ = plan_of(key, None, decide(job, None, DebounceAdd("u", 1), Instant(0)).unwrap())
+    >>> store = MemoryStore()
+    >>> store.commit(job, plan)
+    >>> store.load(job, key.instance_id)[1], store.next_alarm()
+    (1, 1000)
+    """
 
     def __init__(self) -> None:
         self.snapshots: dict[str, Snapshot] = {}
@@ -76,10 +87,13 @@ class MemoryStore:
         self._heap: list[tuple[Instant, int, str]] = []
         self._seq = 0
         self._queues: dict[str, ShardQueue] = {}
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------- Store
-    def transaction(self) -> AbstractContextManager[None]:
-        return _NO_TRANSACTION  # one thread, nothing half-written to undo
+    def transaction(self) -> AbstractContextManager[Any]:
+        # Steps are never half-written here (a step fails before it commits), so a
+        # transaction only has to keep steps of other threads out: a lock does that.
+        return self._lock
 
     def load(self, definition: Definition, instance_id: str) -> tuple[Snapshot | None, int | None]:
         snapshot = self.snapshots.get(instance_id)
