@@ -14,7 +14,9 @@ chains in one transaction instead (the SQLite worker does).
 
 A store provides what only it can: a transaction; ``load``/``version`` of an instance;
 ``queue_view`` (the rows ``QueueReads`` names); ``commit`` of one plan, all or nothing,
-under the plan's ``expected_version``; ``claim`` of the next due alarm; dead letters.
+under the plan's ``expected_version`` (a store that holds the write lock while the chain
+reads and commits, as memory and SQLite do, has the version checked by the chain; a
+remote store checks it itself); ``claim`` of the next due alarm; dead letters.
 The engine never matches over commands (``plan_of`` does, once, in the core), and a
 plan's queue changes are applied by ``apply_queue_changes`` through a ``QueueRows``
 target, so no store writes that ``match`` either.
@@ -160,7 +162,7 @@ class Store(Protocol):
 class QueueRows(Protocol):
     """A store's queue primitive for WorkerPool shards (rows as in ``QueueItem``)."""
 
-    def put_item(self, instance_id: str, item: QueueItem[Any]) -> None: ...
+    def put_items(self, instance_id: str, items: Sequence[QueueItem[Any]]) -> None: ...
     def delete_item(self, instance_id: str, event_id: str) -> None: ...
     def take_item(self, instance_id: str, event_id: str) -> None: ...
     def clear_queue(self, instance_id: str) -> None: ...
@@ -169,7 +171,8 @@ class QueueRows(Protocol):
 
 
 def apply_queue_changes(rows: QueueRows, instance_id: str, changes: Iterable[QueueChange]) -> None:
-    """Carry out a plan's queue changes, in order, on ``rows``.
+    """Carry out a plan's queue changes, in order, on ``rows`` (consecutive puts go
+    together: an ``enqueue_many`` writes its events in one batch).
 
     >>> from durable_jobs import Instant, WorkerPool
     >>> from durable_jobs.interpreters.memory import MemoryStore
@@ -181,10 +184,14 @@ def apply_queue_changes(rows: QueueRows, instance_id: str, changes: Iterable[Que
     >>> store.queue_view(mail, shard, QueueReads(head=True)).head.event_id
     'e1'
     """
+    puts: list[QueueItem[Any]] = []
     for change in changes:
+        if puts and not isinstance(change, PutQueueItem):
+            rows.put_items(instance_id, puts)
+            puts = []
         match change:
             case PutQueueItem(item=item):
-                rows.put_item(instance_id, item)
+                puts.append(item)
             case DeleteQueueItem(event_id=event_id):
                 rows.delete_item(instance_id, event_id)
             case TakeQueueItem(event_id=event_id):
@@ -197,6 +204,8 @@ def apply_queue_changes(rows: QueueRows, instance_id: str, changes: Iterable[Que
                 rows.delete_finished(instance_id, records)
             case _:
                 assert_never(change)
+    if puts:
+        rows.put_items(instance_id, puts)
 
 
 class RunGuard:
@@ -206,8 +215,8 @@ class RunGuard:
     def __init__(self) -> None:
         # A tuple, not a set: entering is on every run, while a lookup happens only for
         # a request made from user code, over the few runs nested in this context.
-        self._running: contextvars.ContextVar[tuple[tuple[int, str], ...]] = (
-            contextvars.ContextVar("durable_jobs_running", default=())
+        self._running: contextvars.ContextVar[tuple[tuple[int, str], ...]] = contextvars.ContextVar(
+            "durable_jobs_running", default=()
         )
 
     def enter(

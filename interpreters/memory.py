@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -147,8 +147,10 @@ class MemoryStore:
         return [d for d in self.dead if d.job_name == definition.name]
 
     # --------------------------------------------------------------- QueueRows
-    def put_item(self, instance_id: str, item: QueueItem[Any]) -> None:
-        self._queue(instance_id).put(item)
+    def put_items(self, instance_id: str, items: Sequence[QueueItem[Any]]) -> None:
+        queue = self._queue(instance_id)
+        for item in items:
+            queue.put(item)
 
     def delete_item(self, instance_id: str, event_id: str) -> None:
         self._queue(instance_id).delete(event_id)

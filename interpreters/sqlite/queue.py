@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -150,19 +151,17 @@ class SqlQueueRows:
     db: sqlite3.Connection
     codec: Codec
 
-    def put_item(self, instance_id: str, item: QueueItem[Any]) -> None:
+    def put_items(self, instance_id: str, items: Sequence[QueueItem[Any]]) -> None:
         # Replaces only an expired finished row of the same id (the core never queues an
         # id that is pending, running or still remembered).
-        self.db.execute(
+        item_type = self.codec.item_type
+        self.db.executemany(
             "INSERT OR REPLACE INTO pool_events (instance_id, event_id, state, neg_priority,"
             " seq, item) VALUES (?, ?, 0, ?, ?, ?)",
-            (
-                instance_id,
-                item.event_id,
-                -item.priority,
-                item.seq,
-                self._text(item, self.codec.item_type),
-            ),
+            [
+                (instance_id, item.event_id, -item.priority, item.seq, self._text(item, item_type))
+                for item in items
+            ],
         )
 
     def delete_item(self, instance_id: str, event_id: str) -> None:
