@@ -21,7 +21,7 @@ interpreter treats both the same way. (The name ``Retry`` is taken by the retry 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origin
 
 import attrs
 
@@ -254,18 +254,8 @@ HookPayload = (
 )
 """What a ``RunUserCode`` carries: one value per hook, with what its context shows."""
 
-PAYLOAD_CLASSES: tuple[type, ...] = (
-    ContinuousExecute,
-    DebounceReduce,
-    DebounceExecute,
-    TaskOnEvent,
-    TaskExecute,
-    TaskOnIdle,
-    TaskOnError,
-    PoolExecute,
-    PoolOnDeadLetter,
-    PoolOnEmpty,
-)
+PAYLOAD_CLASSES: tuple[type, ...] = tuple(get_origin(m) or m for m in get_args(HookPayload))
+"""The payload classes themselves (the members of ``HookPayload``, unparametrised)."""
 
 
 @attrs.frozen

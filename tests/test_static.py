@@ -28,12 +28,12 @@ def _layout(tmp: Path) -> Path:
     return tmp
 
 
-def test_mypy_strict_is_clean(tmp_path: Path) -> None:
+def run_mypy(layout: Path, targets: list[str]) -> subprocess.CompletedProcess[str]:
+    """``mypy --strict`` (the project's settings) on ``targets``, with the package found
+    in ``layout`` (from ``_layout``)."""
     if shutil.which("mypy") is None and not _has_module("mypy"):
         pytest.fail("mypy is not installed; install the dev extra: pip install -e '.[dev]'")
-    path = _layout(tmp_path)
-    env = {**os.environ, "MYPYPATH": str(path)}
-    result = subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -42,15 +42,18 @@ def test_mypy_strict_is_clean(tmp_path: Path) -> None:
             "--no-incremental",
             "--config-file",
             str(ROOT / "pyproject.toml"),
-            "durable_jobs",
-            str(ROOT / "tests"),
+            *targets,
         ],
-        cwd=path,
-        env=env,
+        cwd=layout,
+        env={**os.environ, "MYPYPATH": str(layout)},
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_mypy_strict_is_clean(tmp_path: Path) -> None:
+    result = run_mypy(_layout(tmp_path), ["durable_jobs", str(ROOT / "tests")])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

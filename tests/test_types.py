@@ -9,13 +9,10 @@ up by name keep type-checking.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.test_static import ROOT, _layout
+from tests.test_static import _layout, run_mypy
 
 PRELUDE = """\
 from typing import Any
@@ -100,23 +97,7 @@ def test_mypy_strict_refuses_wrong_values_and_accepts_right_ones(tmp_path: Path)
         for number, line in enumerate(body.splitlines(), start=offset + 1):
             if "# error: " in line:
                 expected[(f"{name}.py", number)] = line.split("# error: ", 1)[1]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-incremental",
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            *sorted(str(path) for path in users.iterdir()),
-        ],
-        cwd=layout,
-        env={**os.environ, "MYPYPATH": str(layout)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_mypy(layout, sorted(str(path) for path in users.iterdir()))
     found: dict[tuple[str, int], list[str]] = {}
     for line in result.stdout.splitlines():
         match = _LINE.match(line)
