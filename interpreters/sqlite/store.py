@@ -97,7 +97,8 @@ class SqliteStore:
         self._owner = owner
         self._lease_ms = lease_ms
         self.codecs = {name: Codec(definition) for name, definition in jobs.items()}
-        self._names = json.dumps(sorted(self.codecs))
+        # "type:name" of every job this store can run (a file may hold other programs')
+        self._kinds = json.dumps(sorted(f"{d.job_type}:{name}" for name, d in jobs.items()))
         self.lock = threading.RLock()
         self._closed = False
         self._outbox: list[tuple[str, str]] = []  # telemetry rows of the open transaction
@@ -276,14 +277,15 @@ class SqliteStore:
         return self._seq
 
     def claim(self, until: Instant) -> tuple[InstanceKey, Instant] | None:
-        """The earliest alarm due at or before ``until`` of a job this store knows."""
+        """The earliest alarm due at or before ``until`` of a job this store knows (by
+        type and name: a row of another program's job is never handed out)."""
         with self.lock:
             row = self.db.execute(
                 "SELECT job_type, job_name, user_id, alarm_at FROM instances "
                 "WHERE alarm_at IS NOT NULL AND alarm_at <= ? "
-                "AND job_name IN (SELECT value FROM json_each(?)) "
+                "AND job_type || ':' || job_name IN (SELECT value FROM json_each(?)) "
                 "ORDER BY alarm_at, alarm_seq LIMIT 1",
-                (until, self._names),
+                (until, self._kinds),
             ).fetchone()
         if row is None:
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -198,3 +199,29 @@ def test_a_commit_that_fails_is_rolled_back_and_the_next_call_works(tmp_path: Pa
         # flight until its lease expires, then counts as interrupted (as after a crash).
         assert client.continuous("tick").start(id="d", input=7).created
         assert client.continuous("tick").get_state("d") == 8
+
+
+def test_advance_on_a_shared_file_skips_due_rows_of_other_programs_jobs(tmp_path: Path) -> None:
+    """Another program's job may share a name with one of ours but not its type; its
+    due rows are left to that program, and a manual clock still moves on."""
+    path = tmp_path / "jobs.db"
+    clock = ManualClock(START)
+    theirs = Jobs(x=Task.make(state=int, event=int, on_event=remember, execute=remind))
+    with SqliteInterpreter(theirs, path, clock=clock) as other:
+        other.client().task("x").send(id="t", event=1)  # due in 10 minutes
+    ours = Jobs(x=Continuous.make(state=int, schedule=Continuous.every("1 minute"), execute=tick))
+    done = threading.Event()
+    with SqliteInterpreter(ours, path, clock=clock) as db:
+        db.client().continuous("x").start(id="c", input=0)
+
+        def advance() -> None:
+            db.advance("15 minutes")
+            done.set()
+
+        worker = threading.Thread(target=advance, daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+        assert done.is_set(), "advance did not come back"
+        assert db.client().continuous("x").get_state("c") == 16
+    with SqliteInterpreter(theirs, path, clock=clock) as other:
+        assert other.client().task("x").status("t").status == "active"  # not run by us
