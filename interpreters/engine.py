@@ -34,9 +34,10 @@ Shared here, because every interpreter needs them the same way:
   other instances get their turn. Each transition is still all-or-nothing.
 * *Requests.* A request from user code to the instance running it is refused
   (``ConflictError``): ``RunGuard`` knows which instances run in this execution context.
-  A request that meets a run in flight elsewhere (``ConflictError`` from the core) or a
-  ``Restart`` is tried again, ``retries`` times in all (1 for a store only this process
-  writes, where waiting could not help).
+  A request whose working snapshot changed under it (``Restart``) runs again, up to
+  ``MAX_RESTARTS`` times. One that meets a run in flight elsewhere (``ConflictError``
+  from the core) waits and is tried again, ``busy_tries`` times in all (1, i.e. refused
+  at once, for the memory interpreter, whose runs are all in this process).
 * *The manual clock.* ``advance``/``advance_to`` fire due alarms one at a time in time
   order, each with the clock set to its own due time.
 
@@ -57,6 +58,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol, assert_never
 
+import attrs
 from returns.result import Failure
 
 from durable_jobs import (
@@ -102,7 +104,9 @@ from durable_jobs.protocol import (
 )
 
 __all__ = [
+    "MAX_RESTARTS",
     "Chain",
+    "Deferred",
     "Engine",
     "QueueRows",
     "Restart",
@@ -113,6 +117,8 @@ __all__ = [
 
 RESTART_PAUSE: Final = 0.001
 """Seconds to wait before running a request again after a ``Restart``."""
+MAX_RESTARTS: Final = 500
+"""How many times a request runs again because its working snapshot changed under it."""
 BUSY_PAUSE: Final = 0.01
 """Seconds to wait before asking again an instance that runs user code elsewhere."""
 
@@ -253,10 +259,10 @@ class Chain:
     """One input and the user code it starts, in flight: what the chain knows between
     its steps. ``Engine._resume`` runs its next step; ``reply`` is set when it ends.
 
-    ``first``, when given, picks the first input from the snapshot loaded in the first
-    step (``None``: nothing to do), for a chain whose work depends on what is stored (a
-    worker recovering an interrupted run). ``refire`` bounds the alarms the chain fires
-    by itself (see the module header).
+    ``first``, when given, picks the first input inside the first step's transaction,
+    before anything is read (``None``: nothing to do), for a chain whose work depends on
+    what is stored then (a worker recovering an interrupted run). ``refire`` bounds the
+    alarms the chain fires by itself (see the module header).
     """
 
     # What a chain learns as it goes; class-level defaults, so that starting one (once
@@ -275,13 +281,22 @@ class Chain:
         input_: Input | None,
         *,
         refire: int = 0,
-        first: Callable[[Any], Input | None] | None = None,
+        first: Callable[[], Input | None] | None = None,
     ) -> None:
         self.key = key
         self.definition = definition
         self.input = input_
         self.refire = refire
         self.first = first
+
+
+@attrs.define
+class Deferred:
+    """The plans (and decided transitions) of a batch of requests, kept until every
+    request of the batch is decided."""
+
+    plans: list[CommitPlan[Any]] = attrs.Factory(list)
+    seen: list[tuple[InstanceKey, Input, Transition[Any]]] = attrs.Factory(list)
 
 
 class Engine:
@@ -302,14 +317,14 @@ class Engine:
     7
     """
 
-    def __init__(self, jobs: Jobs, store: Store, clock: Clock, *, retries: int = 1) -> None:
+    def __init__(self, jobs: Jobs, store: Store, clock: Clock, *, busy_tries: int = 1) -> None:
         if not isinstance(jobs, Jobs):
             raise TypeError(f"expected a Jobs registry, got {jobs!r}")
         self._jobs = jobs
         self._store = store
         self._clock = clock
         self._now = clock.now
-        self._retries = retries
+        self._busy_tries = busy_tries
         self._stopping = False
         self._definitions: dict[str, Definition] = dict(jobs.items())
         self._kinds = {name: kind_of(definition) for name, definition in jobs.items()}
@@ -369,27 +384,24 @@ class Engine:
     def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
         key = instance_key(definition.job_type, definition.name, request.id)
         GUARD.refuse_one(self, key)
-        attempt = 1
+        restarts = busy = 0
         while True:
             try:
                 reply = self._drive(Chain(key, definition, request))
             except Restart:
-                if attempt >= self._retries:
-                    raise ConflictError(
-                        f"{key.instance_id} kept changing; gave up after retries"
-                    ) from None
+                restarts += 1
+                if restarts >= MAX_RESTARTS:
+                    raise self._gave_up(key) from None
                 time.sleep(RESTART_PAUSE)
-            except ConflictError:
-                if attempt >= self._retries:
-                    raise
-                time.sleep(BUSY_PAUSE)  # a run is in flight elsewhere: wait for it
+            except ConflictError as error:
+                busy += 1
+                self._wait_or_give_up(key, busy, error)
             else:
                 if reply is None:  # pragma: no cover - every request chain ends in a reply
                     raise DurableJobsError(f"no reply to {request!r}")
                 if self._wakes:
                     self._requested()
                 return reply
-            attempt += 1
 
     def dispatch_many(
         self, definition: Definition, requests: Sequence[Request]
@@ -400,34 +412,48 @@ class Engine:
         if len({key.instance_id for key in keys}) != len(keys):
             raise ValueError("dispatch_many takes one request per instance")
         GUARD.refuse(self, keys)
-        for attempt in range(1, self._retries + 1):
+        busy = 0
+        while True:
             try:
                 with self._store.transaction():
                     replies = self._decide_all(definition, keys, requests)
-            except ConflictError:
-                if attempt == self._retries:
-                    raise
-                time.sleep(BUSY_PAUSE)
+            except ConflictError as error:
+                busy += 1
+                self._wait_or_give_up(keys[0], busy, error)
                 continue
             if self._wakes:
                 self._requested()
             return replies
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_or_give_up(self, key: InstanceKey, busy: int, error: ConflictError) -> None:
+        """After the ``busy``-th busy answer: wait for the run in flight elsewhere, or
+        give up (at once when only one try is allowed: the run is in this process)."""
+        if self._busy_tries <= 1:
+            raise error
+        if busy >= self._busy_tries:
+            raise self._gave_up(key) from error
+        time.sleep(BUSY_PAUSE)
+
+    @staticmethod
+    def _gave_up(key: InstanceKey) -> ConflictError:
+        return ConflictError(f"{key.instance_id} kept changing; gave up after retries")
 
     def _decide_all(
         self, definition: Definition, keys: list[InstanceKey], requests: Sequence[Request]
     ) -> list[ReplyValue]:
-        plans: list[CommitPlan[Any]] = []
+        deferred = Deferred()
         replies: list[ReplyValue] = []
         for key, request in zip(keys, requests, strict=True):
             chain = Chain(key, definition, request)
-            if self._resume(chain, None, plans) is not None:
+            if self._resume(chain, None, deferred) is not None:
                 raise ValueError(f"{request!r} starts user code; use dispatch")
             if chain.reply is None:  # pragma: no cover - every request ends in a reply
                 raise DurableJobsError(f"no reply to {request!r}")
             replies.append(chain.reply)
-        for plan in plans:
+        for plan in deferred.plans:
             self._store.commit(definition, plan)
+        for seen in deferred.seen:  # traced only once the batch is written
+            self._observe(*seen)
         return replies
 
     # ------------------------------------------------------------------------ steps
@@ -435,20 +461,20 @@ class Engine:
         self,
         chain: Chain,
         outcome: Outcome | None,
-        defer: list[CommitPlan[Any]] | None = None,
+        defer: Deferred | None = None,
     ) -> RunUserCode | None:
         """Run the next step of ``chain`` inside the open transaction: its first input,
         or the ``outcome`` of its last run. The user code to run after the commit, or
         ``None`` when the chain ended (``chain.reply`` answers it). With ``defer``, the
-        step's plan is added there instead of committed."""
+        step's plan (and what it decided) is kept there instead of committed."""
         store, definition, key = self._store, chain.definition, chain.key
         input_: Input | None
         snapshot: Any
         if outcome is None:
-            snapshot, version = store.load(definition, key.instance_id)
-            input_ = chain.input if chain.first is None else chain.first(snapshot)
+            input_ = chain.input if chain.first is None else chain.first()
             if input_ is None:
                 return None
+            snapshot, version = store.load(definition, key.instance_id)
         else:
             input_ = outcome
             version = store.version(key.instance_id)
@@ -475,7 +501,10 @@ class Engine:
                 raise result.failure().error()  # isinstance check is slow on this path)
             transition: Transition[Any] = result.unwrap()
             if self._observes:
-                self._observe(key, input_, transition)
+                if defer is None:
+                    self._observe(key, input_, transition)
+                else:
+                    defer.seen.append((key, input_, transition))
             step, run, reply = plan_of(key, version, transition)
             after = transition.snapshot
             if step is not None:
@@ -494,7 +523,7 @@ class Engine:
             if defer is None:
                 store.commit(definition, plan)
             else:
-                defer.append(plan)
+                defer.plans.append(plan)
         if run is None:
             chain.reply = reply
             return None

@@ -200,10 +200,18 @@ class MemoryInterpreter(Engine):
         super().__init__(jobs, store, ManualClock(start or DEFAULT_START))
         self._memory = store
         self._observes = trace  # the trace is all _observe does
-        self.telemetry: list[TelemetryEvent] = store.telemetry
-        """Every telemetry event, in the order it was committed."""
         self.trace: list[TraceEntry] = []
         """Every step (when ``trace=True``): transitions, and queries that wrote nothing."""
+
+    @property
+    def telemetry(self) -> list[TelemetryEvent]:
+        """Every telemetry event, in the order it was committed (a list you may clear or
+        replace)."""
+        return self._memory.telemetry
+
+    @telemetry.setter
+    def telemetry(self, events: list[TelemetryEvent]) -> None:
+        self._memory.telemetry = events
 
     def instances(self) -> Iterator[Snapshot]:
         """The stored snapshots (for exploration)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,12 +16,16 @@ from durable_jobs import (
     ContinuousContext,
     Debounce,
     DebounceContext,
+    DebounceEventContext,
+    Enqueue,
     Jobs,
+    QueueFullError,
     Task,
     TaskContext,
+    WorkerPool,
 )
 from durable_jobs.interpreters.memory import DEFAULT_START, MemoryInterpreter
-from durable_jobs.protocol import Persist, RunUserCode, ScheduleAlarm
+from durable_jobs.protocol import Persist, RunUserCode, ScheduleAlarm, shard_index
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -126,3 +132,55 @@ def test_an_async_hook_raising_keyboard_interrupt_reaches_the_caller_and_the_loo
     thread.join(10)
     assert not thread.is_alive(), "an async hook hung"
     assert outcome == ["interrupted", "42"]
+
+
+def test_a_request_from_another_thread_during_a_reducer_is_not_lost() -> None:
+    """A reducer runs before anything is stored; another thread's add to the same
+    batch meanwhile is written first, and the first request then runs again on it."""
+    started = threading.Event()
+
+    def fold(ctx: DebounceEventContext[int, int]) -> int:
+        if ctx.event == 1 and not started.is_set():
+            started.set()
+            time.sleep(0.2)  # a slow reducer, while the other thread adds
+        return (ctx.state or 0) + ctx.event
+
+    job = Debounce.make(event=int, state=int, on_event=fold, execute=print, flush_after="1 hour")
+    sim = MemoryInterpreter(Jobs(b=job))
+    answers: list[int] = []
+    first = threading.Thread(
+        target=lambda: answers.append(sim.client().debounce(job).add(id="u", event=1).event_count)
+    )
+    first.start()
+    started.wait()
+    answers.append(sim.client().debounce(job).add(id="u", event=10).event_count)
+    first.join()
+    assert sorted(answers) == [1, 2]
+    assert sim.client().debounce(job).get_state("u") == 11
+
+
+def test_telemetry_can_be_cleared_or_replaced() -> None:
+    job = Continuous.make(state=int, schedule=Continuous.every("1 minute"), execute=print)
+    sim = MemoryInterpreter(Jobs(j=job))
+    sim.client().continuous(job).start(id="a", input=0)
+    sim.telemetry.clear()
+    sim.advance("1 minute")
+    assert [event.type for event in sim.telemetry] == ["job.executed"]
+    sim.telemetry = []
+    sim.advance("1 minute")
+    assert [event.type for event in sim.telemetry] == ["job.executed"]
+
+
+def test_a_rejected_batch_leaves_no_trace() -> None:
+    mail = WorkerPool.make(event=str, concurrency=2, execute=print, max_queue_depth=1)
+    sim = MemoryInterpreter(Jobs(mail=mail))
+    by_shard: dict[int, list[str]] = {0: [], 1: []}
+    for n in itertools.count():
+        by_shard[shard_index(f"e{n}", 2)].append(f"e{n}")
+        if by_shard[0] and len(by_shard[1]) >= 2:
+            break
+    batch = [Enqueue(by_shard[0][0], "x"), *(Enqueue(i, "y") for i in by_shard[1][:2])]
+    with pytest.raises(QueueFullError):
+        sim.client().worker_pool(mail).enqueue_many(batch)
+    assert sim.trace == []
+    assert list(sim.instances()) == []

@@ -27,8 +27,9 @@ attempts committed ahead in a ``run_due`` batch; the others run one at a time, s
 caller finds them busy with an attempt that only waits for its turn.
 
 *Requests from other processes.* A request whose working snapshot changed under it
-runs again (``Restart``); one that meets a run in flight elsewhere waits and retries,
-``MAX_CONFLICT_RETRIES`` times in all, so a web process and a worker share one file.
+runs again (``Restart``); one that meets a run in flight elsewhere waits and is tried
+again, ``MAX_CONFLICT_RETRIES`` times in all, so a web process and a worker share one
+file.
 
 *Clocks.* With the default ``SystemClock`` the worker runs due work (``run_due``,
 ``run_forever``). With a ``ManualClock`` the interpreter offers the memory
@@ -54,9 +55,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from durable_jobs import (
+    Definition,
     DefinitionError,
     DurableJobsError,
     Instant,
@@ -140,7 +142,7 @@ class SqliteInterpreter(Engine):
         self._sql = SqliteStore(
             jobs, path, chosen, synchronous=synchronous, owner=self._owner, lease_ms=lease_ms
         )
-        super().__init__(jobs, self._sql, chosen, retries=MAX_CONFLICT_RETRIES)
+        super().__init__(jobs, self._sql, chosen, busy_tries=MAX_CONFLICT_RETRIES)
         self._group_commit = group_commit
         self._batch = batch
         self._wake = threading.Event()
@@ -411,14 +413,16 @@ class SqliteInterpreter(Engine):
             self.errors.append(error)
             _log.error("%s failed: %s", instance_id, error)
 
-    def _recovery(self, key: InstanceKey) -> Callable[[Any], Input | None]:
+    def _recovery(self, definition: Definition, key: InstanceKey) -> Callable[[], Input | None]:
         """The first input of a claimed row whose run's lease expired: the run was
         interrupted (its worker died), if the lease is still expired now, inside the
-        write transaction (claims only read: another worker may have recovered it)."""
+        write transaction (claims only read: another worker may have recovered it, and
+        then its row is not even read here)."""
 
-        def first(snapshot: Any) -> Input | None:
+        def first() -> Input | None:
             if not self._sql.lease_expired(key.instance_id):
                 return None
+            snapshot, _ = self._sql.load(definition, key.instance_id)
             if snapshot is None or snapshot.in_flight is None:
                 return None
             return RunInterrupted(run_id=snapshot.in_flight.run_id)
@@ -470,7 +474,8 @@ class SqliteInterpreter(Engine):
             self._claimed.add(instance_id)
             refire = self._group_commit
             if recovering:
-                chain = Chain(key, definition, None, refire=refire, first=self._recovery(key))
+                first = self._recovery(definition, key)
+                chain = Chain(key, definition, None, refire=refire, first=first)
             else:
                 alarm = AlarmFired(Instant(now if at is None else at))
                 chain = Chain(key, definition, alarm, refire=refire)

@@ -28,6 +28,7 @@ from durable_jobs import (
     WorkerPool,
 )
 from durable_jobs.interpreters.clock import ManualClock
+from durable_jobs.interpreters.engine import Chain
 from durable_jobs.interpreters.memory import MemoryInterpreter
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
 
@@ -505,3 +506,36 @@ def test_a_failing_set_aside_lets_go_of_the_instances_not_driven_yet(
         monkeypatch.undo()
         db.run_due()
         assert sorted(ran) == ["b", "c"]
+
+
+def test_a_row_whose_lease_was_renewed_since_the_claim_is_not_read_nor_set_aside(
+    tmp_path: Path,
+) -> None:
+    """Claims only read. When the owner renews a lease between another worker's claim
+    and its write, that worker leaves the row alone, even a row it cannot read (setting
+    it aside would take the lease from the owner, whose run would then run twice)."""
+    clock = ManualClock()
+    task = Task.make(state=int, event=int, on_event=on_event, execute=lambda ctx: None)
+    with SqliteInterpreter(Jobs(t=task), tmp_path / "jobs.db", clock=clock, lease="10 s") as db:
+        db.client().task("t").send(id="x", event=1)
+        raw = db._sql.db
+        raw.execute(
+            "UPDATE instances SET running = 1, lease_owner = 'A', lease_until = ?, "
+            "alarm_at = NULL, snapshot = '{'",
+            (clock.now() - 1,),
+        )
+        claim = db._claim
+
+        def claim_then_renew(most: int) -> list[Chain]:
+            chains = claim(most)
+            raw.execute(
+                "UPDATE instances SET lease_until = ? WHERE lease_owner = 'A'",
+                (clock.now() + 3_600_000,),
+            )
+            return chains
+
+        db._claim = claim_then_renew  # type: ignore[method-assign]
+        db.run_due()
+        assert db.errors == []
+        owner, until = raw.execute("SELECT lease_owner, lease_until FROM instances").fetchone()
+        assert (owner, until) == ("A", clock.now() + 3_600_000)
