@@ -256,8 +256,9 @@ class TaskClient(_JobClient[TaskDefinition[S, E]]):
         state: S | None = self._state(TaskGetState(_check_id(id)))
         return state
 
-    def dead_letters(self) -> list[DeadLetter[S]]:
-        """Dead-letter records of this job (the state when ``execute`` gave up)."""
+    def dead_letters(self) -> list[DeadLetter[S | None]]:
+        """Dead-letter records of this job: the state when ``execute`` gave up (``None``
+        when no handler had set one yet)."""
         return self._dead_letters()
 
 

@@ -16,7 +16,9 @@ Nothing here uses pickle or ``eval``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections import abc
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Final, Optional, Union, get_args, get_origin
 
 import attrs
@@ -147,6 +149,7 @@ def make_converter() -> cattrs.Converter:
     """
     converter = make_json_converter(forbid_extra_keys=True)
     _strict_scalars(converter)
+    _arrays_from_arrays_only(converter)
     _attrs_from_mappings_only(converter)
 
     def tag(cls: type) -> str:
@@ -200,6 +203,48 @@ def _strict_scalars(converter: cattrs.Converter) -> None:
     converter.register_structure_hook(int, exact(int, (int,)))
     converter.register_structure_hook(float, exact(float, (int, float)))
     converter.register_structure_hook(bool, exact(bool, (bool,)))
+
+
+_ARRAYS: Final[dict[Any, Any]] = {
+    list: list,
+    tuple: tuple,
+    set: set,
+    frozenset: frozenset,
+    abc.Sequence: tuple,
+    abc.MutableSequence: list,
+    abc.Set: frozenset,
+    abc.MutableSet: set,
+}
+"""Collection types, and what cattrs builds for each."""
+
+
+def _arrays_from_arrays_only(converter: cattrs.Converter) -> None:
+    """A list, tuple or set structures only from a JSON array (cattrs alone iterates any
+    iterable, so ``"abc"`` would become ``['a', 'b', 'c']`` and an object its keys)."""
+
+    def factory(type_: Any) -> Any:
+        origin: Any = get_origin(type_)
+        build = _ARRAYS[type_ if origin is None else origin]
+        args = get_args(type_)
+        fixed = build is tuple and args and not (len(args) == 2 and args[1] is Ellipsis)
+        element = args[0] if args and not fixed else Any
+
+        def hook(value: Any, _: Any) -> Any:
+            if not isinstance(value, list | tuple | set | frozenset):
+                raise TypeError(f"expected an array, got {type(value).__name__}")
+            if fixed:
+                if len(value) != len(args):
+                    raise TypeError(f"expected {len(args)} items, got {len(value)}")
+                return tuple(converter.structure(v, a) for v, a in zip(value, args, strict=True))
+            return build(converter.structure(v, element) for v in value)
+
+        return hook
+
+    def is_array(type_: Any) -> bool:
+        origin: Any = get_origin(type_)
+        return (type_ if origin is None else origin) in _ARRAYS
+
+    converter.register_structure_hook_factory(is_array, factory)
 
 
 def _attrs_from_mappings_only(converter: cattrs.Converter) -> None:
@@ -378,8 +423,10 @@ class Codec:
         return data
 
     def decode_input(self, data: dict[str, Any]) -> inp.Input:
-        value: inp.Input = self.converter.structure(data, inp.Input)  # type: ignore[arg-type]
-        return self._typed_input(value)
+        with self._reading("input"):
+            value: inp.Input = self.converter.structure(data, inp.Input)  # type: ignore[arg-type]
+            return self._typed_input(value)
+        raise AssertionError("unreachable")  # pragma: no cover - _reading re-raises
 
     def _typed_input(self, value: inp.Input) -> inp.Input:
         structure = self.converter.structure
@@ -403,6 +450,11 @@ class Codec:
         return data
 
     def decode_event(self, data: dict[str, Any]) -> tel.TelemetryEvent:
+        with self._reading("telemetry event"):
+            return self._decode_event(data)
+        raise AssertionError("unreachable")  # pragma: no cover - _reading re-raises
+
+    def _decode_event(self, data: dict[str, Any]) -> tel.TelemetryEvent:
         event: tel.TelemetryEvent = self.converter.structure(
             data,
             tel.TelemetryEvent,  # type: ignore[arg-type]
@@ -451,6 +503,11 @@ class Codec:
         return data
 
     def decode_command(self, data: dict[str, Any]) -> cmd.Command:
+        with self._reading("command"):
+            return self._decode_command(data)
+        raise AssertionError("unreachable")  # pragma: no cover - _reading re-raises
+
+    def _decode_command(self, data: dict[str, Any]) -> cmd.Command:
         command: cmd.Command = self.converter.structure(data, cmd.Command)  # type: ignore[arg-type]
         structure = self.converter.structure
         match command:
@@ -503,20 +560,41 @@ class Codec:
         }
 
     def decode_plan(self, data: dict[str, Any]) -> CommitPlan[Any]:
-        """The plan ``encode_plan`` gave; ``StorageError`` for data that is not one."""
-        try:
+        """The plan ``encode_plan`` gave; ``StorageError`` for data that is not one, or
+        whose parts disagree (a put without a snapshot, a snapshot of another instance,
+        a key of another job)."""
+        with self._reading("commit plan"):
+            if not isinstance(data, dict) or set(data) != _PLAN_FIELDS:
+                raise TypeError(f"expected an object with the fields {sorted(_PLAN_FIELDS)}")
+            for field in ("queue", "telemetry", "dead_letters"):
+                if not isinstance(data[field], list):
+                    raise TypeError(f"{field} must be an array")
             structure = self.converter.structure
+            key = structure(data["key"], InstanceKey)
+            if (key.job_type, key.job_name) != (self.definition.job_type, self.definition.name):
+                raise TypeError(f"the plan is for {key.instance_id}, another job")
             queue = tuple(self.decode_command(change) for change in data["queue"])
             if not all(isinstance(change, _QUEUE_CHANGES) for change in queue):
                 raise TypeError("a plan's queue holds only queue-row commands")
-            snapshot, write = data["snapshot"], data["write"]
+            write = data["write"]
             if write not in ("keep", "put", "delete"):
                 raise TypeError(f"write must be keep, put or delete, got {write!r}")
+            snapshot = (
+                None
+                if data["snapshot"] is None
+                else structure(data["snapshot"], self.snapshot_type)
+            )
+            if (write == "put") != (snapshot is not None):
+                raise TypeError("a put carries a snapshot, and only a put does")
+            if snapshot is not None and snapshot.key != key:
+                raise TypeError(
+                    f"the snapshot is of {snapshot.key.instance_id}, not {key.instance_id}"
+                )
             return CommitPlan(
-                key=structure(data["key"], InstanceKey),
+                key=key,
                 expected_version=_optional_int(data["expected_version"]),
                 write=write,
-                snapshot=None if snapshot is None else structure(snapshot, self.snapshot_type),
+                snapshot=snapshot,
                 alarm_changed=structure(data["alarm_changed"], bool),
                 alarm_at=_optional_int(data["alarm_at"]),
                 starts_run=structure(data["starts_run"], bool),
@@ -526,12 +604,35 @@ class Codec:
                     self.decode_dead_letter(record) for record in data["dead_letters"]
                 ),
             )
+        raise AssertionError("unreachable")  # pragma: no cover - _reading re-raises
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn a failure to read stored or sent data into ``StorageError``."""
+        try:
+            yield
         except StorageError:
             raise
         except Exception as error:
             raise StorageError(
-                f"not a commit plan of {self.definition.name!r} ({_describe(error)})"
+                f"{what} of {self.definition.name!r} cannot be read ({_describe(error)})"
             ) from None
+
+
+_PLAN_FIELDS: Final = frozenset(
+    {
+        "key",
+        "expected_version",
+        "write",
+        "snapshot",
+        "alarm_changed",
+        "alarm_at",
+        "starts_run",
+        "queue",
+        "telemetry",
+        "dead_letters",
+    }
+)
 
 
 def _optional_int(value: Any) -> Any:

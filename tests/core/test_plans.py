@@ -12,15 +12,18 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable_jobs import Instant
+from durable_jobs import Instant, StorageError
 from durable_jobs.interpreters.memory import MemoryStore
 from durable_jobs.protocol import (
+    Codec,
     CommitPlan,
     DebounceAdd,
     DebounceReduce,
@@ -133,3 +136,39 @@ def test_a_merged_plan_does_what_its_parts_do(data: st.DataObject, name: str) ->
             merged.commit(definition, plan)
     assert len(one_by_one.telemetry) + len(one_by_one.dead) == expected_effects
     assert _state(merged, set(plans), name) == _state(one_by_one, set(plans), name)
+
+
+def test_a_plan_whose_parts_disagree_is_refused_whole() -> None:
+    """A remote store applies what it is sent: a plan must be read whole or not at all."""
+    job = JOBS["latest"]
+    codec = Codec(job)
+    key = InstanceKey("debounce", "latest", "u")
+    transition = decide(job, None, DebounceAdd("u", 1), Instant(0)).unwrap()
+    plan, _, _ = plan_of(key, None, transition)
+    assert plan is not None
+    good = json.loads(json.dumps(codec.encode_plan(plan)))
+    other = {"job_type": "debounce", "job_name": "latest", "id": "v"}
+    bad = [
+        {**good, "snapshot": None},  # a put without its snapshot
+        {**good, "write": "delete"},  # a delete that carries one
+        {**good, "key": {**other, "job_name": "cont"}},  # another job
+        {**good, "key": other},  # a snapshot of another instance
+        {**good, "queue": {}},
+        {**good, "telemetry": [{"tag": "no.such.event"}]},
+        {**good, "extra": 1},
+        [],
+    ]
+    for data in bad:
+        with pytest.raises(StorageError):
+            codec.decode_plan(data)  # type: ignore[arg-type]
+    assert codec.decode_plan(good) == plan
+
+
+def test_unknown_tags_are_storage_errors() -> None:
+    codec = Codec(JOBS["task"])
+    with pytest.raises(StorageError, match="telemetry event"):
+        codec.decode_event({"tag": "job.renamed"})
+    with pytest.raises(StorageError, match="command"):
+        codec.decode_command({"tag": "launchMissiles"})
+    with pytest.raises(StorageError, match="input"):
+        codec.decode_input({"tag": "task.nope", "id": "u"})

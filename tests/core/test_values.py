@@ -24,11 +24,19 @@ from durable_jobs import (
     Jobs,
     Retry,
     Task,
+    Unstructured,
+    ValidationError,
     WorkerPool,
 )
 from durable_jobs._retry import jittered
 from durable_jobs._runtime import Attempts, Exhausted, RetryAt, decide_failure
-from durable_jobs.protocol import InstanceKey, from_datetime, parse_duration, to_datetime
+from durable_jobs.protocol import (
+    InstanceKey,
+    from_datetime,
+    parse_duration,
+    to_datetime,
+    validate,
+)
 
 UNITS = {
     "ms": 1,
@@ -334,3 +342,25 @@ def test_the_core_imports_nothing_that_does_io() -> None:
                 receiver = node.func.value
                 if isinstance(receiver, ast.Name) and receiver.id in {"datetime", "date", "time"}:
                     assert node.func.attr not in CLOCK_READS, f"{path.name} reads the clock"
+
+
+@pytest.mark.parametrize(
+    ("value", "type_"),
+    [
+        ("urgent", list[str]),
+        ({"a": 1, "b": 2}, tuple[str, ...]),
+        ("", tuple[int, ...]),
+        ([1], tuple[int, int]),
+        (Unstructured("ab"), frozenset[str]),
+    ],
+)
+def test_a_list_tuple_or_set_is_built_only_from_an_array(value: object, type_: object) -> None:
+    # A string or an object is iterable too; taken as an array it would be stored as its
+    # characters or its keys.
+    with pytest.raises(ValidationError):
+        validate(value, type_, what="event")
+
+
+def test_arrays_still_structure_their_items() -> None:
+    assert validate([["a", 1]], list[tuple[str, int]], what="event") == [("a", 1)]
+    assert validate(Unstructured([1, 2]), frozenset[int], what="event") == frozenset({1, 2})
