@@ -154,14 +154,11 @@ class SqliteStore:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A part of the open transaction that fails alone: on an exception its writes
-        and its telemetry are undone (``StopIteration`` is a chain ending, not one)."""
+        and its telemetry are undone."""
         self.db.execute("SAVEPOINT chain")
         mark = len(self._outbox)
         try:
             yield
-        except StopIteration:
-            self.db.execute("RELEASE chain")
-            raise
         except BaseException:
             self.db.execute("ROLLBACK TO chain")
             self.db.execute("RELEASE chain")
