@@ -55,6 +55,7 @@ from durable_jobs._inputs import (
     TaskTerminate,
     TaskTrigger,
 )
+from durable_jobs._keys import check_id
 from durable_jobs._pool import shard_index
 from durable_jobs._results import (
     ContinuousStartResult,
@@ -82,7 +83,7 @@ from durable_jobs._results import (
     TaskTerminateResult,
     TaskTriggerResult,
 )
-from durable_jobs._serialization import Unstructured, validate
+from durable_jobs._serialization import MAX_INT, Unstructured, validate
 
 __all__ = [
     "INVALID_STATE",
@@ -126,12 +127,6 @@ class Dispatcher(Protocol):
     def dead_letters(self, definition: Definition) -> list[DeadLetter[Any]]:
         """The dead-letter records of ``definition``'s job, oldest first."""
         ...
-
-
-def _check_id(id: object) -> str:
-    if not isinstance(id, str) or not id:
-        raise ValidationError(f"id must be a non-empty string, got {id!r}")
-    return id
 
 
 def _expect(reply: ReplyValue, kind: type[R], definition: Definition) -> R:
@@ -182,23 +177,25 @@ class ContinuousClient(_JobClient[ContinuousDefinition[S]]):
     def start(self, *, id: str, input: S | Unstructured) -> ContinuousStartResult:
         """Create the instance with ``input`` as its state (no-op when it exists)."""
         value = validate(input, self._definition.state, what="input")
-        return self._call(ContinuousStart(_check_id(id), value), ContinuousStartResult)
+        return self._call(ContinuousStart(check_id(id), value), ContinuousStartResult)
 
     def trigger(self, id: str) -> ContinuousTriggerResult:
         """Run ``execute`` now, outside the schedule."""
-        return self._call(ContinuousTrigger(_check_id(id)), ContinuousTriggerResult)
+        return self._call(ContinuousTrigger(check_id(id)), ContinuousTriggerResult)
 
     def terminate(self, id: str, reason: str | None = None) -> ContinuousTerminateResult:
         """Purge the instance; the id can be started again afterwards."""
-        request = ContinuousTerminate(_check_id(id), reason)
+        if reason is not None:
+            reason = validate(reason, str, what="reason")
+        request = ContinuousTerminate(check_id(id), reason)
         return self._call(request, ContinuousTerminateResult)
 
     def status(self, id: str) -> ContinuousStatusResult:
-        return self._call(ContinuousStatus(_check_id(id)), ContinuousStatusResult)
+        return self._call(ContinuousStatus(check_id(id)), ContinuousStatusResult)
 
     def get_state(self, id: str) -> S | None:
         """The instance's state, or ``None`` when there is no instance."""
-        state: S | None = self._state(ContinuousGetState(_check_id(id)))
+        state: S | None = self._state(ContinuousGetState(check_id(id)))
         return state
 
     def dead_letters(self) -> list[DeadLetter[S]]:
@@ -212,21 +209,21 @@ class DebounceClient(_JobClient[DebounceDefinition[E, S]]):
     def add(self, *, id: str, event: E | Unstructured) -> DebounceAddResult:
         """Fold ``event`` into the instance's batch (creating it on the first event)."""
         value = validate(event, self._definition.event, what="event")
-        return self._call(DebounceAdd(_check_id(id), value), DebounceAddResult)
+        return self._call(DebounceAdd(check_id(id), value), DebounceAddResult)
 
     def flush(self, id: str) -> DebounceFlushResult:
         """Run ``execute`` over the batch now."""
-        return self._call(DebounceFlush(_check_id(id)), DebounceFlushResult)
+        return self._call(DebounceFlush(check_id(id)), DebounceFlushResult)
 
     def clear(self, id: str) -> DebounceClearResult:
         """Drop the batch without running ``execute``."""
-        return self._call(DebounceClear(_check_id(id)), DebounceClearResult)
+        return self._call(DebounceClear(check_id(id)), DebounceClearResult)
 
     def status(self, id: str) -> DebounceStatusResult:
-        return self._call(DebounceStatus(_check_id(id)), DebounceStatusResult)
+        return self._call(DebounceStatus(check_id(id)), DebounceStatusResult)
 
     def get_state(self, id: str) -> S | None:
-        state: S | None = self._state(DebounceGetState(_check_id(id)))
+        state: S | None = self._state(DebounceGetState(check_id(id)))
         return state
 
     def dead_letters(self) -> list[DeadLetter[S]]:
@@ -240,20 +237,20 @@ class TaskClient(_JobClient[TaskDefinition[S, E]]):
     def send(self, *, id: str, event: E | Unstructured) -> TaskSendResult:
         """Deliver ``event`` to ``on_event`` (creating the instance on the first one)."""
         value = validate(event, self._definition.event, what="event")
-        return self._call(TaskSend(_check_id(id), value), TaskSendResult)
+        return self._call(TaskSend(check_id(id), value), TaskSendResult)
 
     def trigger(self, id: str) -> TaskTriggerResult:
         """Run ``execute`` now; the pending schedule stays."""
-        return self._call(TaskTrigger(_check_id(id)), TaskTriggerResult)
+        return self._call(TaskTrigger(check_id(id)), TaskTriggerResult)
 
     def terminate(self, id: str) -> TaskTerminateResult:
-        return self._call(TaskTerminate(_check_id(id)), TaskTerminateResult)
+        return self._call(TaskTerminate(check_id(id)), TaskTerminateResult)
 
     def status(self, id: str) -> TaskStatusResult:
-        return self._call(TaskStatus(_check_id(id)), TaskStatusResult)
+        return self._call(TaskStatus(check_id(id)), TaskStatusResult)
 
     def get_state(self, id: str) -> S | None:
-        state: S | None = self._state(TaskGetState(_check_id(id)))
+        state: S | None = self._state(TaskGetState(check_id(id)))
         return state
 
     def dead_letters(self) -> list[DeadLetter[S | None]]:
@@ -344,18 +341,15 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
     def _enqueue_request(
         self, id: object, event: object, partition_key: object, priority: object
     ) -> PoolEnqueue:
-        event_id = _check_id(id)
-        if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
+        event_id = check_id(id)
+        key = None if partition_key is None else check_id(partition_key, "partition_key")
+        if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_INT:
             raise ValidationError(
-                f"partition_key must be a non-empty string, got {partition_key!r}"
+                f"priority must be an int between -{MAX_INT} and {MAX_INT}, got {priority!r}"
             )
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise ValidationError(f"priority must be an int, got {priority!r}")
         value = validate(event, self._definition.event, what="event")
-        index = shard_index(
-            partition_key if partition_key is not None else event_id, len(self._shards)
-        )
-        return PoolEnqueue(str(index), event_id, value, partition_key, priority)
+        index = shard_index(key if key is not None else event_id, len(self._shards))
+        return PoolEnqueue(str(index), event_id, value, key, priority)
 
     def pause(self, index: int | None = None) -> PoolPauseResult:
         """Stop processing (one shard, or all); enqueues are still accepted."""
@@ -369,7 +363,7 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
 
     def cancel(self, event_id: str) -> PoolCancelResult:
         """Remove a pending event; says why when it cannot."""
-        checked = _check_id(event_id)
+        checked = check_id(event_id)
         answers: list[PoolCancelResult] = [
             self._call(PoolCancel(str(i), checked), PoolCancelResult) for i in self._shards
         ]

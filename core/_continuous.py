@@ -164,9 +164,7 @@ def decide_continuous(
             effects: list[Command] = [Emit(JobStarted(**base_fields(key, now), input=value))]
             if definition.start_immediately:
                 return Success(
-                    _start_run(
-                        fresh, effects, origin="start", now=now, created=True, run_count=1
-                    )
+                    _start_run(fresh, effects, origin="start", now=now, created=True, run_count=1)
                 )
             reply = ContinuousStartResult(key.instance_id, True, "running")
             return Success(rt.commit(_alarm, fresh, effects, reply=reply))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, over
 import attrs
 
 from durable_jobs._errors import DefinitionError, ErrorInfo, JobNotFoundError
-from durable_jobs._keys import JobType
+from durable_jobs._keys import JobType, check_id
 from durable_jobs._retry import Backoff, Retry
 from durable_jobs._schedule import Cron, Every, Schedule, cron, every
 from durable_jobs._time import Duration, DurationLike, parse_duration
@@ -420,6 +420,7 @@ class Jobs(Mapping[str, Definition]):
         # let a definition be collected could find another object under its id.
         self._by_object: dict[int, tuple[Definition, str]] = {}
         for name, definition in definitions.items():
+            check_id(name, "job name", DefinitionError)
             if not isinstance(definition, DEFINITION_CLASSES):
                 raise DefinitionError(
                     f"job {name!r} must be made with Continuous/Debounce/Task/WorkerPool.make, "

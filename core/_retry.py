@@ -15,12 +15,13 @@ is exhausted with reason ``"max_duration"``.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Literal
 
 import attrs
 
 from durable_jobs._errors import DefinitionError
-from durable_jobs._time import Duration, DurationLike, parse_duration
+from durable_jobs._time import MAX_DURATION, Duration, DurationLike, parse_duration
 
 __all__ = [
     "Backoff",
@@ -67,16 +68,29 @@ class LinearBackoff:
         >>> Backoff.linear("1 second", "2 seconds", max="4 seconds").delay(3)
         4000
         """
-        value = self.initial + self.increment * (attempt - 1)
+        value = min(self.initial + self.increment * (attempt - 1), MAX_DURATION)
         return Duration(value if self.max is None else min(value, self.max))
+
+
+def _check_factor(instance: object, attribute: object, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 1
+    ):
+        raise DefinitionError(
+            f"Backoff.exponential factor must be a finite number >= 1, got {value!r}"
+        )
 
 
 @attrs.frozen
 class ExponentialBackoff:
-    """``base * factor ** (attempt - 1)``, capped at ``max`` when given."""
+    """``base * factor ** (attempt - 1)``, capped at ``max`` when given (and always at
+    ``MAX_DURATION``, so no attempt count overflows a float or an alarm)."""
 
     base: Duration
-    factor: float = 2.0
+    factor: float = attrs.field(default=2.0, validator=_check_factor)
     max: Duration | None = None
     kind: Literal["exponential"] = "exponential"
 
@@ -85,16 +99,17 @@ class ExponentialBackoff:
 
         >>> [Backoff.exponential("1 second", max="5 seconds").delay(a) for a in (1, 2, 3, 4)]
         [1000, 2000, 4000, 5000]
+        >>> Backoff.exponential("1 second").delay(5000) == MAX_DURATION
+        True
         """
-        if self.max is not None:
-            # Avoid huge floats for large attempts: once past the cap, stay there.
-            value = float(self.base)
-            for _ in range(attempt - 1):
-                value *= self.factor
-                if value >= self.max:
-                    return self.max
-            return Duration(min(round(value), self.max))
-        return Duration(round(self.base * self.factor ** (attempt - 1)))
+        cap = MAX_DURATION if self.max is None else min(self.max, MAX_DURATION)
+        if self.base == 0:
+            return Duration(0)
+        exponent = attempt - 1
+        # Compare logarithms first: factor ** exponent may not fit in a float at all.
+        if exponent * math.log(self.factor) >= math.log(cap / self.base):
+            return cap
+        return Duration(min(round(self.base * self.factor**exponent), cap))
 
 
 BackoffPolicy = ConstantBackoff | LinearBackoff | ExponentialBackoff
@@ -129,10 +144,7 @@ class Backoff:
     def exponential(
         base: DurationLike, max: DurationLike | None = None, factor: float = 2
     ) -> ExponentialBackoff:
-        if isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1:
-            raise DefinitionError(
-                f"Backoff.exponential factor must be a number >= 1, got {factor!r}"
-            )
+        _check_factor(None, None, factor)
         return ExponentialBackoff(
             _nonnegative(base, "Backoff.exponential base"),
             float(factor),

@@ -16,6 +16,8 @@ Nothing here uses pickle or ``eval``.
 from __future__ import annotations
 
 import json
+import math
+import reprlib
 from collections import abc
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +41,8 @@ from durable_jobs._plan import CommitPlan
 from durable_jobs._queue import FinishedEvent, QueueItem
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_INT",
     "SCHEMA_VERSION",
     "TAGS",
     "Codec",
@@ -290,7 +294,11 @@ def validate(value: Any, type_: Any, *, what: str, converter: cattrs.Converter =
     ``ValidationError``.
 
     A typed value goes through the converter too (unstructure, then structure), so a
-    value that could not be stored is refused before anything is written.
+    value that could not be stored is refused before anything is written: its JSON form
+    must hold only strings of valid Unicode, integers within 64 bits, finite numbers and
+    string keys, nested at most ``MAX_DEPTH`` levels; where the declared type is ``Any``
+    the value must already be JSON (a set, bytes or a tuple would come back as something
+    else, so it is refused instead of changed).
 
     >>> validate({"x": 1}, dict[str, int], what="event")
     {'x': 1}
@@ -298,19 +306,158 @@ def validate(value: Any, type_: Any, *, what: str, converter: cattrs.Converter =
     Traceback (most recent call last):
     ...
     durable_jobs._errors.ValidationError: event: expected int, got 'nope' (expected int, got str)
+    >>> validate({3, 1}, Any, what="event")
+    Traceback (most recent call last):
+    ...
+    durable_jobs._errors.ValidationError: event: expected Any, got {1, 3} (at $: a set is not JSON; declare the type (e.g. set[int]) or send a list)
     """
-    if type(value) is type_ and type_ in _PLAIN_SCALARS:
-        return value  # already exactly the declared JSON scalar: nothing to check
-    if isinstance(value, Unstructured):
-        value = value.data
     try:
-        raw = converter.unstructure(value)
-        json.dumps(raw)
+        if type(value) is type_ and type_ in _PLAIN_SCALARS:
+            _check_json(value, 0)  # exactly the declared JSON scalar: only its range
+            return value
+        if isinstance(value, Unstructured):
+            raw = value.data
+        else:
+            _faithful(value, type_, 0)
+            raw = converter.unstructure(value)
+        _check_json(raw, 0)
         return converter.structure(raw, type_)
     except Exception as error:
         name = getattr(type_, "__name__", repr(type_))
-        detail = _describe(error)
-        raise ValidationError(f"{what}: expected {name}, got {value!r} ({detail})") from None
+        shown = value.data if isinstance(value, Unstructured) else value
+        raise ValidationError(
+            f"{what}: expected {name}, got {_SHORT.repr(shown)} ({_describe(error)})"
+        ) from None
+
+
+_SHORT: Final = reprlib.Repr()
+"""Shows a refused value in an error message, cut short (it may be huge, or deep)."""
+_SHORT.maxstring = _SHORT.maxother = 120
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist = 4, 10, 10
+_SHORT.maxlong = 40
+
+MAX_DEPTH: Final = 100
+"""How deeply a value's JSON form may nest (arrays and objects), at most."""
+
+MAX_INT: Final = 2**63 - 1
+"""The largest integer a value may hold (and ``-MAX_INT`` the smallest): every store
+keeps 64-bit integers."""
+
+
+class _NotJson(ValueError):
+    """Where a value is not storable JSON: the path is filled in while unwinding (so the
+    walk builds no strings unless it fails)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path: list[str] = []
+
+    def __str__(self) -> str:
+        steps = self.path[::-1]
+        if len(steps) > 6:
+            steps = [*steps[:3], f"…({len(steps) - 5} more)…", *steps[-2:]]
+        return f"at ${''.join(steps)}: {self.problem}"
+
+
+def _at(error: _NotJson, step: object) -> _NotJson:
+    error.path.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return error
+
+
+def _check_json(raw: Any, depth: int) -> None:
+    """Raise ``_NotJson`` unless ``raw`` is JSON every store keeps as it is."""
+    kind = type(raw)
+    if kind is str:
+        if not raw.isascii():
+            try:
+                raw.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _NotJson("a string holds a lone surrogate (not valid Unicode)") from None
+    elif kind is int:
+        if not -MAX_INT <= raw <= MAX_INT:
+            raise _NotJson(f"{_SHORT.repr(raw)} does not fit in 64 bits")
+    elif kind is float:
+        if not math.isfinite(raw):
+            raise _NotJson(f"{raw} is not a finite number")
+    elif kind is dict or kind is list:
+        if depth >= MAX_DEPTH:
+            raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
+        if kind is list:
+            for index, item in enumerate(raw):
+                try:
+                    _check_json(item, depth + 1)
+                except _NotJson as error:
+                    raise _at(error, index) from None
+        else:
+            for key, item in raw.items():
+                if type(key) is not str:
+                    raise _NotJson(f"key {key!r} is not a string")
+                try:
+                    _check_json(key, depth + 1)
+                    _check_json(item, depth + 1)
+                except _NotJson as error:
+                    raise _at(error, key) from None
+    elif raw is not None and kind is not bool:
+        raise _NotJson(f"{type(raw).__name__} is not JSON")
+
+
+_JSON_NATIVE: Final = (dict, list, str, int, float, bool, type(None))
+
+
+def _faithful(value: Any, type_: Any, depth: int) -> None:
+    """Raise ``_NotJson`` where ``type_`` is ``Any`` and ``value`` is not plain JSON there
+    (the converter would turn a set or a tuple into a list, bytes into text, and nothing
+    could turn them back). Declared types restore what they unstructure."""
+    if depth >= MAX_DEPTH:
+        raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
+    if type_ is Any or type_ is object:
+        if not isinstance(value, _JSON_NATIVE):
+            if isinstance(value, set | frozenset):
+                hint = "declare the type (e.g. set[int]) or send a list"
+            elif isinstance(value, bytes | bytearray):
+                hint = "declare the type (bytes) or send text"
+            elif isinstance(value, tuple):
+                hint = "declare the type (e.g. tuple[int, int]) or send a list"
+            else:
+                hint = "declare the job's type"
+            raise _NotJson(f"a {type(value).__name__} is not JSON; {hint}")
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            return
+        for step, item in items:
+            try:
+                _faithful(item, Any, depth + 1)
+            except _NotJson as error:
+                raise _at(error, step) from None
+        return
+    origin, args = get_origin(type_), get_args(type_)
+    if origin in _MAPPINGS and len(args) == 2 and isinstance(value, Mapping):
+        parts: Any = ((key, item, args[1]) for key, item in value.items())
+    elif origin in _ARRAYS and args and isinstance(value, list | tuple | set | frozenset):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            parts = ((i, item, arg) for i, (item, arg) in enumerate(zip(value, args, strict=False)))
+        else:
+            parts = ((i, item, args[0]) for i, item in enumerate(value))
+    elif isinstance(type_, type) and attrs.has(type_) and isinstance(value, type_):
+        parts = (
+            (field.name, getattr(value, field.name), field.type)
+            for field in attrs.fields(type_)
+            if not isinstance(field.type, str)  # a string annotation cannot be checked
+        )
+    else:
+        return
+    for step, item, inner in parts:
+        try:
+            _faithful(item, inner, depth + 1)
+        except _NotJson as error:
+            raise _at(error, step) from None
+
+
+_MAPPINGS: Final = (dict, abc.Mapping, abc.MutableMapping)
 
 
 def _describe(error: BaseException) -> str:

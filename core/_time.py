@@ -9,7 +9,13 @@ time is meant (the original took bare numbers as timestamps, pitfall p-1).
 Users write durations as ``timedelta`` values or strings such as ``"30 minutes"`` or
 ``"5s"``. A bare number is refused wherever a duration is meant, because its unit would be
 unsaid. Durations are whole milliseconds; a string that names a fraction of a millisecond
-is refused rather than rounded, so what a user wrote is what runs.
+is refused rather than rounded, so what a user wrote is what runs. Digits are ASCII only
+(``int`` would read full-width or Arabic-Indic digits too, which no one means to write).
+
+Decision (hardening): a duration is at most ``MAX_DURATION``, 100 years. Every alarm is
+``now`` plus some duration, so no definition or request can put one past year 9999 (where
+``datetime`` ends) or outside a 64-bit integer column; a longer one is refused where it is
+written (``DefinitionError``, a ``ValueError``), not when a worker meets it.
 
 Conversion to aware ``datetime`` values is pure arithmetic (no clock is read).
 """
@@ -17,6 +23,7 @@ Conversion to aware ``datetime`` values is pure arithmetic (no clock is read).
 from __future__ import annotations
 
 import re
+import reprlib
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import NewType
@@ -24,6 +31,7 @@ from typing import NewType
 from durable_jobs._errors import DefinitionError
 
 __all__ = [
+    "MAX_DURATION",
     "Duration",
     "DurationLike",
     "Instant",
@@ -53,7 +61,10 @@ for _names, _ms in (
     for _name in _names:
         _UNIT_MS[_name] = _ms
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
+MAX_DURATION = Duration(36_525 * 86_400_000)
+"""The longest duration accepted anywhere: 100 years (36,525 days)."""
+
+_DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]+)\s*$", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -72,6 +83,10 @@ def parse_duration(value: DurationLike, *, what: str = "duration") -> Duration:
     Traceback (most recent call last):
     ...
     durable_jobs._errors.DefinitionError: duration: a bare number has no unit; write e.g. "5 seconds" or timedelta(seconds=5), got 5000
+    >>> parse_duration("1000000 weeks")
+    Traceback (most recent call last):
+    ...
+    durable_jobs._errors.DefinitionError: duration: '1000000 weeks' is longer than the maximum, 100 years
     """
     raw: object = value  # checked at run time too: callers may not be type-checked
     if isinstance(raw, timedelta):
@@ -80,7 +95,7 @@ def parse_duration(value: DurationLike, *, what: str = "duration") -> Duration:
             raise DefinitionError(f"{what}: {raw!r} is not a whole number of milliseconds")
         if total < 0:
             raise DefinitionError(f"{what}: must not be negative, got {raw!r}")
-        return Duration(total)
+        return _bounded(total, what, raw)
     if isinstance(raw, int | float):
         raise DefinitionError(
             f'{what}: a bare number has no unit; write e.g. "5 seconds" or '
@@ -101,11 +116,26 @@ def parse_duration(value: DurationLike, *, what: str = "duration") -> Duration:
     if unit_ms is None:
         raise DefinitionError(f"{what}: unknown unit {match.group(2)!r} in {value!r}")
     whole, _, frac = number.partition(".")
+    whole, frac = whole.lstrip("0") or "0", frac.rstrip("0")
+    if len(whole) > 20:  # far past the bound (and int() refuses over 4,300 digits)
+        raise DefinitionError(
+            f"{what}: {reprlib.repr(value)} is longer than the maximum, 100 years"
+        )
+    if len(frac) > 20:  # no unit has that many decimal places of milliseconds
+        raise DefinitionError(f"{what}: {value!r} is not a whole number of milliseconds")
     numerator = int(whole + frac) * unit_ms
     denominator = 10 ** len(frac)
     if numerator % denominator:
-        raise DefinitionError(f"{what}: {value!r} is not a whole number of milliseconds")
-    return Duration(numerator // denominator)
+        raise DefinitionError(
+            f"{what}: {reprlib.repr(value)} is not a whole number of milliseconds"
+        )
+    return _bounded(numerator // denominator, what, raw)
+
+
+def _bounded(total: int, what: str, written: object) -> Duration:
+    if total > MAX_DURATION:
+        raise DefinitionError(f"{what}: {written!r} is longer than the maximum, 100 years")
+    return Duration(total)
 
 
 @lru_cache(maxsize=4096)  # replies repeat the same deadlines many times; pure, so safe

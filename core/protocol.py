@@ -12,8 +12,9 @@ core's public surface, for code that *runs* jobs:
   factory, status word) and ``job_status``;
 * WorkerPool queue rows and reads (``QueueItem``, ``QueueReads``, ``QueueView``,
   ``PoolView``), routing (``java_hash32``, ``shard_index``);
-* serialisation (``Codec``, ``make_converter``, ``validate``), time helpers, and the
-  client's ``Dispatcher`` protocol.
+* serialisation (``Codec``, ``make_converter``, ``validate``), time helpers, the
+  client's ``Dispatcher`` protocol, and the bounds every value and id is held to
+  (``check_id``, ``MAX_ID_LENGTH``, ``MAX_DEPTH``, ``MAX_INT``, ``MAX_DURATION``).
 
 ``durable_jobs.interpreters.engine`` builds the step loop on these; a new interpreter is
 a store for that engine (see its header).
@@ -102,7 +103,7 @@ from durable_jobs._inputs import (
     UserCodeFailed,
     UserCodeSucceeded,
 )
-from durable_jobs._keys import InstanceKey, JobType, instance_key
+from durable_jobs._keys import MAX_ID_LENGTH, InstanceKey, JobType, check_id, instance_key
 from durable_jobs._kinds import KINDS, JobKind, job_status, kind_named, kind_of
 from durable_jobs._plan import CommitPlan, SnapshotWrite, plan_of
 from durable_jobs._pool import PoolSnapshot, PoolView, java_hash32, queue_reads, shard_index
@@ -117,6 +118,8 @@ from durable_jobs._retry import ConstantBackoff, ExponentialBackoff, LinearBacko
 from durable_jobs._runtime import Attempts, InFlight, Transition
 from durable_jobs._schedule import Cron, Every
 from durable_jobs._serialization import (
+    MAX_DEPTH,
+    MAX_INT,
     SCHEMA_VERSION,
     Codec,
     make_converter,
@@ -125,12 +128,16 @@ from durable_jobs._serialization import (
     validate,
 )
 from durable_jobs._task import TaskSnapshot
-from durable_jobs._time import from_datetime, parse_duration, to_datetime
+from durable_jobs._time import MAX_DURATION, from_datetime, parse_duration, to_datetime
 
 __all__ = [
     "DEFINITION_CLASSES",
     "INVALID_STATE",
     "KINDS",
+    "MAX_DEPTH",
+    "MAX_DURATION",
+    "MAX_ID_LENGTH",
+    "MAX_INT",
     "PAYLOAD_CLASSES",
     "PRUNE_BATCH",
     "SCHEMA_VERSION",
@@ -230,6 +237,7 @@ __all__ = [
     "Transition",
     "UserCodeFailed",
     "UserCodeSucceeded",
+    "check_id",
     "decide",
     "from_datetime",
     "instance_key",

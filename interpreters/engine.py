@@ -40,6 +40,12 @@ Shared here, because every interpreter needs them the same way:
   at once, for the memory interpreter, whose runs are all in this process).
 * *The manual clock.* ``advance``/``advance_to`` fire due alarms one at a time in time
   order, each with the clock set to its own due time.
+* *Outcomes that cannot be committed.* A successful run whose results cannot be
+  decided or stored (a value the store refuses, an alarm out of range: any
+  ``ValueError``, ``TypeError``, ``ArithmeticError`` or ``RecursionError``; a
+  ``StorageError`` about what is already stored is none of these) is committed instead as a failed
+  attempt of that run carrying the real error (``_settle``): the job's retry policy
+  applies, and no worker dies on a value user code produced.
 
 Per store, and why: the memory store keeps dicts, a heap of alarms and a list of
 telemetry (it is the reference model, instant and deterministic). The SQLite store owns
@@ -67,6 +73,7 @@ from durable_jobs import (
     DeadLetter,
     Definition,
     DurableJobsError,
+    ErrorInfo,
     Instant,
     Jobs,
 )
@@ -95,6 +102,8 @@ from durable_jobs.protocol import (
     Snapshot,
     TakeQueueItem,
     Transition,
+    UserCodeFailed,
+    UserCodeSucceeded,
     from_datetime,
     instance_key,
     kind_of,
@@ -105,6 +114,7 @@ from durable_jobs.protocol import (
 
 __all__ = [
     "MAX_RESTARTS",
+    "UNCOMMITTABLE",
     "Chain",
     "Deferred",
     "Engine",
@@ -121,6 +131,8 @@ MAX_RESTARTS: Final = 500
 """How many times a request runs again because its working snapshot changed under it."""
 BUSY_PAUSE: Final = 0.01
 """Seconds to wait before asking again an instance that runs user code elsewhere."""
+UNCOMMITTABLE: Final = (ValueError, TypeError, ArithmeticError, RecursionError)
+"""What a value that cannot be decided or stored raises (see ``Engine._settle``)."""
 
 
 class Restart(Exception):
@@ -535,13 +547,31 @@ class Engine:
     def _drive(self, chain: Chain) -> ReplyValue | None:
         """Run ``chain`` to its end: one transaction per step, each hook in between."""
         outcome: Outcome | None = None
-        transaction, resume = self._store.transaction, self._resume
+        transaction, settle = self._store.transaction, self._settle
         while True:
-            with transaction():
-                run = resume(chain, outcome)
+            run = settle(chain, outcome, transaction)
             if run is None:
                 return chain.reply
             outcome = self._run(chain, run)
+
+    def _settle(
+        self,
+        chain: Chain,
+        outcome: Outcome | None,
+        scope: Callable[[], AbstractContextManager[None]],
+    ) -> RunUserCode | None:
+        """``_resume`` inside ``scope`` (a transaction, or a worker's savepoint). A
+        successful outcome that cannot be committed is committed as a failed attempt
+        of its run with the real error (see the module header)."""
+        try:
+            with scope():
+                return self._resume(chain, outcome)
+        except UNCOMMITTABLE as error:
+            if not isinstance(outcome, UserCodeSucceeded):
+                raise
+            failed = UserCodeFailed(run_id=outcome.run_id, error=ErrorInfo.from_exception(error))
+        with scope():
+            return self._resume(chain, failed)
 
     def _run(self, chain: Chain, run: RunUserCode) -> Outcome:
         """Run one hook of ``chain`` (its attempt is committed already); its outcome."""

@@ -67,7 +67,7 @@ from durable_jobs import (
     TelemetryEvent,
 )
 from durable_jobs.interpreters.clock import Clock, SystemClock
-from durable_jobs.interpreters.engine import Chain, Engine, Restart
+from durable_jobs.interpreters.engine import UNCOMMITTABLE, Chain, Engine, Restart
 from durable_jobs.interpreters.sqlite.store import SYNCHRONOUS, SqliteStore
 from durable_jobs.protocol import (
     AlarmFired,
@@ -93,6 +93,14 @@ CHANGE_CHECK: Final = 0.02
 """Seconds between checks of ``PRAGMA data_version`` while the worker sleeps."""
 
 _log = logging.getLogger("durable_jobs")
+
+
+def _as_error(chain: Chain, error: Exception) -> DurableJobsError:
+    if isinstance(error, DurableJobsError):
+        return error
+    _log.error("a step of %s failed", chain.key.instance_id, exc_info=error)
+    return DurableJobsError(f"{chain.key.instance_id}: its step failed: {error!r}")
+
 
 Ready = tuple[Chain, Outcome | None]
 """A chain to resume: with the outcome of its last run, or ``None`` to start it."""
@@ -339,9 +347,10 @@ class SqliteInterpreter(Engine):
             try:
                 try:
                     self._drive(chain)
-                except DurableJobsError as error:
+                except (DurableJobsError, *UNCOMMITTABLE) as error:
                     self._let_go(chain)
-                    self._report(chain.key.instance_id, error)  # may write (set aside) too
+                    # may write (set aside) too
+                    self._report(chain.key.instance_id, _as_error(chain, error))
             except BaseException:
                 for left in chains[index:]:  # this one and those not driven yet
                     self._abandon(left)
@@ -380,12 +389,15 @@ class SqliteInterpreter(Engine):
             with self._sql.transaction():
                 for chain, outcome in ready:
                     try:
-                        with self._sql.savepoint():
-                            run = self._resume(chain, outcome)
-                    except (DurableJobsError, Restart) as error:
+                        run = self._settle(chain, outcome, self._sql.savepoint)
+                    except Restart:
                         self._let_go(chain)
-                        if isinstance(error, DurableJobsError):
-                            failed.append((chain, error))
+                        continue
+                    except (DurableJobsError, *UNCOMMITTABLE) as error:
+                        # This instance's step cannot be made (an unreadable row, or a
+                        # bug met by its input): it fails alone; the others commit.
+                        self._let_go(chain)
+                        failed.append((chain, _as_error(chain, error)))
                         continue
                     if run is None:
                         self._let_go(chain)  # the chain ended

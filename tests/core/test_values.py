@@ -31,6 +31,7 @@ from durable_jobs import (
 from durable_jobs._retry import jittered
 from durable_jobs._runtime import Attempts, Exhausted, RetryAt, decide_failure
 from durable_jobs.protocol import (
+    MAX_DURATION,
     InstanceKey,
     from_datetime,
     parse_duration,
@@ -56,7 +57,12 @@ UNITS = {
 
 @given(st.integers(0, 10_000), st.sampled_from(sorted(UNITS)), st.sampled_from(["", " ", "  "]))
 def test_duration_strings_parse_to_milliseconds(n: int, unit: str, space: str) -> None:
-    assert parse_duration(f"{n}{space}{unit}") == n * UNITS[unit]
+    """Up to the 100-year bound a string is its milliseconds; past it, refused."""
+    if n * UNITS[unit] <= MAX_DURATION:
+        assert parse_duration(f"{n}{space}{unit}") == n * UNITS[unit]
+    else:
+        with pytest.raises(DefinitionError, match="longer than the maximum, 100 years"):
+            parse_duration(f"{n}{space}{unit}")
 
 
 @given(st.integers(0, 10**12))
