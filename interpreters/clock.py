@@ -4,29 +4,50 @@ Theory of operation: the core never reads a clock; an interpreter does, through 
 object with ``now() -> Instant``. ``SystemClock`` reads the wall clock. ``ManualClock``
 moves only when told to, so the same scenario runs identically on every interpreter
 (the contract suite and the lockstep test rely on it).
+
+A clock may also offer ``monotonic() -> int`` (milliseconds that never jump): the SQLite
+worker judges other workers' leases by it, so a step of the wall clock (NTP, a VM
+resumed) is never taken for a dead worker. ``SystemClock`` reads ``time.monotonic``;
+``ManualClock`` has one time only, its own; a clock without it is read by ``now()``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
 from durable_jobs import Instant
 from durable_jobs.protocol import from_datetime
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "monotonic_of"]
 
 
 class Clock(Protocol):
     def now(self) -> Instant: ...
 
 
+def monotonic_of(clock: Clock) -> Callable[[], int]:
+    """The clock's ``monotonic`` reading, or its ``now`` when it has none.
+
+    >>> manual = ManualClock()
+    >>> monotonic_of(manual)() == manual.now()
+    True
+    """
+    reading: Callable[[], int] = getattr(clock, "monotonic", clock.now)
+    return reading
+
+
 class SystemClock:
-    """The wall clock, in epoch milliseconds."""
+    """The wall clock, in epoch milliseconds; ``monotonic`` for lengths of time."""
 
     def now(self) -> Instant:
         return Instant(time.time_ns() // 1_000_000)
+
+    def monotonic(self) -> int:
+        """Milliseconds on a clock that never jumps (its start is arbitrary)."""
+        return time.monotonic_ns() // 1_000_000
 
 
 class ManualClock:

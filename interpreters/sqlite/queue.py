@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import attrs
@@ -21,7 +21,22 @@ import attrs
 from durable_jobs.interpreters.sqlite.schema import FINISHED, PENDING
 from durable_jobs.protocol import Codec, FinishedEvent, QueueItem, QueueReads, QueueView
 
-__all__ = ["SqlQueueRows", "load_view"]
+__all__ = ["CHUNK", "SqlQueueRows", "chunks", "load_view"]
+
+CHUNK: Final = 500
+"""Ids bound per statement (SQLite allows 32,766 parameters; fewer keeps plans cached)."""
+
+
+def chunks(values: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
+    """``values`` in slices of at most ``CHUNK``, each with its ``?, ?, …`` placeholders.
+
+    >>> [(list(part), marks) for part, marks in chunks(["a", "b"])]
+    [(['a', 'b'], '?,?')]
+    """
+    for start in range(0, len(values), CHUNK):
+        part = values[start : start + CHUNK]
+        yield part, ",".join("?" * len(part))
+
 
 _NO_READS: Final = QueueReads()
 _EMPTY_VIEW: Final[QueueView[Any]] = QueueView()
@@ -70,8 +85,9 @@ _EVENT_ONE: Final = (
 )
 _EVENT_MANY: Final = (
     "SELECT event_id, state, item, neg_priority, seq, record FROM pool_events "
-    "WHERE instance_id = ? AND event_id IN (SELECT value FROM json_each(?))"
+    "WHERE instance_id = ? AND event_id IN ({})"
 )
+"""Several ids, bound one parameter each (a JSON list would end an id at NUL)."""
 
 
 def load_view(
@@ -115,10 +131,13 @@ def load_view(
     records: dict[str, FinishedEvent] = {}
     if ids:
         if len(ids) == 1:
-            rows = db.execute(_EVENT_ONE, (instance_id, ids[0]))
+            found_rows = db.execute(_EVENT_ONE, (instance_id, ids[0])).fetchall()
         else:
-            rows = db.execute(_EVENT_MANY, (instance_id, json.dumps(ids)))
-        for event_id, state, text, neg_priority, seq, record in rows.fetchall():
+            found_rows = []
+            for part, marks in chunks(ids):
+                query = _EVENT_MANY.format(marks)
+                found_rows += db.execute(query, (instance_id, *part)).fetchall()
+        for event_id, state, text, neg_priority, seq, record in found_rows:
             if state == PENDING:
                 rank = db.execute(_RANK, (instance_id, neg_priority, seq)).fetchone()[0]
                 pending[event_id] = (item_of((text,)), rank)

@@ -16,6 +16,23 @@ an event runs, from any process) leaves the stored lease alone; other writes cle
 The worker's claims, the lease renewal of the heartbeat and the set-aside of an
 unreadable row are SQL kept here too (``claim_due``, ``renew_leases``, ``set_aside``).
 
+*When a lease has run out* (decision, hardening). ``lease_until`` is written from the
+owner's wall clock, and a wall clock can step (NTP, a VM resumed): judged by it alone,
+a step of 45 s under a 30 s lease would start a second run while the first still runs.
+So an observer judges a lease by the renewals it has *seen*: each run's lease token
+(owner, ``lease_until``) is remembered with the observer's monotonic time when it was
+first seen, and the lease has run out only when that token has not changed for a whole
+lease on the monotonic clock *and* ``lease_until`` has passed on the wall clock. A clock
+step alone therefore never starts a second run; the price is that a worker that starts
+up recovers a dead worker's run one lease after it first sees the row, not at once.
+Renewals need the write lock; when this store waited long for it (more than a third of
+a lease, the heartbeat's period) or could not get it, another connection held it and the
+owners' heartbeats may have been shut out too, so every observation starts again from
+then: a run is never taken from a worker only because the file was locked.
+
+Id lists are bound as parameters (``IN (?, ?, …)`` in chunks), never passed through a
+JSON function: SQLite's JSON functions end strings at NUL.
+
 Rows are JSON through the core's ``Codec``; a row that cannot be read raises
 ``StorageError`` naming the instance.
 """
@@ -25,7 +42,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -39,9 +57,9 @@ from durable_jobs import (
     StorageError,
     TelemetryEvent,
 )
-from durable_jobs.interpreters.clock import Clock
+from durable_jobs.interpreters.clock import Clock, monotonic_of
 from durable_jobs.interpreters.engine import apply_queue_changes
-from durable_jobs.interpreters.sqlite.queue import SqlQueueRows, load_view
+from durable_jobs.interpreters.sqlite.queue import SqlQueueRows, chunks, load_view
 from durable_jobs.interpreters.sqlite.schema import migrate
 from durable_jobs.protocol import Codec, CommitPlan, InstanceKey, QueueReads, QueueView, Snapshot
 
@@ -64,16 +82,31 @@ _UPSERT_WITH_ALARM: Final = (
     " lease_owner = excluded.lease_owner, lease_until = excluded.lease_until,"
     " alarm_at = excluded.alarm_at, alarm_seq = excluded.alarm_seq"
 )
-_CLAIM: Final = (
-    "SELECT * FROM (SELECT instance_id, job_name, job_type, user_id, alarm_at, 0 FROM instances "
-    "WHERE alarm_at IS NOT NULL AND alarm_at <= ? "
-    "AND (lease_until IS NULL OR lease_until <= ?) "
-    "AND instance_id NOT IN (SELECT value FROM json_each(?)) "
-    "ORDER BY alarm_at, alarm_seq LIMIT ?) "
-    "UNION ALL SELECT * FROM (SELECT instance_id, job_name, job_type, user_id, alarm_at, 1 "
-    "FROM instances WHERE running = 1 AND lease_until <= ? "
-    "AND instance_id NOT IN (SELECT value FROM json_each(?)) LIMIT ?)"
+_DUE: Final = (
+    "SELECT instance_id, job_name, job_type, user_id, alarm_at FROM instances "
+    "WHERE alarm_at IS NOT NULL AND alarm_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
+    "ORDER BY alarm_at, alarm_seq LIMIT ?"
 )
+_NEXT_DUE: Final = (
+    "SELECT job_type, job_name, user_id, alarm_at FROM instances "
+    "WHERE alarm_at IS NOT NULL AND alarm_at <= ? AND job_type || ':' || job_name IN ({}) "
+    "ORDER BY alarm_at, alarm_seq LIMIT 1"
+)
+_RENEW: Final = (
+    "UPDATE instances SET lease_until = ? "
+    "WHERE running = 1 AND lease_owner = ? AND instance_id IN ({})"
+)
+_TAKEN: Final = (
+    "SELECT instance_id FROM instances "
+    "WHERE running = 1 AND lease_owner IS NOT ? AND instance_id IN ({})"
+)
+"""Of the runs a heartbeat renews, those another owner leases now (``{}``: ``?``s)."""
+_RUNNING: Final = (
+    "SELECT instance_id, job_name, job_type, user_id, lease_owner, lease_until FROM instances "
+    "WHERE running = 1"
+)
+LeaseToken = tuple[str | None, int | None]
+"""What a renewal changes in a running row: its owner and ``lease_until``."""
 
 
 Claimed = tuple[InstanceKey, Instant | None, bool]
@@ -92,13 +125,20 @@ class SqliteStore:
         synchronous: str,
         owner: str,
         lease_ms: int,
+        busy_ms: int = 30_000,
     ) -> None:
         self._clock = clock
+        self._monotonic = monotonic_of(clock)
         self._owner = owner
         self._lease_ms = lease_ms
         self.codecs = {name: Codec(definition) for name, definition in jobs.items()}
         # "type:name" of every job this store can run (a file may hold other programs')
-        self._kinds = json.dumps(sorted(f"{d.job_type}:{name}" for name, d in jobs.items()))
+        self._kinds = sorted(f"{d.job_type}:{name}" for name, d in jobs.items())
+        self._next_due = _NEXT_DUE.format(",".join("?" * len(self._kinds)))
+        # Leases of other runs as seen here: token, and the monotonic time it was first
+        # seen; and when the write lock was last found held for long (module header).
+        self._seen: dict[str, tuple[LeaseToken, int]] = {}
+        self._stalled: int | None = None
         self.lock = threading.RLock()
         self._closed = False
         self._outbox: list[tuple[str, str]] = []  # telemetry rows of the open transaction
@@ -106,7 +146,7 @@ class SqliteStore:
         self._seq_read: int | None = None
         try:
             self.db = sqlite3.connect(
-                str(path), isolation_level=None, timeout=30.0, check_same_thread=False
+                str(path), isolation_level=None, timeout=busy_ms / 1000, check_same_thread=False
             )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -131,7 +171,14 @@ class SqliteStore:
         with self.lock:
             if self._closed:
                 raise DurableJobsError("the interpreter is closed")
-            self.db.execute("BEGIN IMMEDIATE")
+            asked = time.monotonic()
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                self._stalled = self._monotonic()  # someone holds the write lock
+                raise
+            if (time.monotonic() - asked) * 3000 > self._lease_ms:
+                self._stalled = self._monotonic()  # held long: renewals were shut out
             self._seq = self._seq_read = None
             self._outbox.clear()
             try:
@@ -277,13 +324,7 @@ class SqliteStore:
         """The earliest alarm due at or before ``until`` of a job this store knows (by
         type and name: a row of another program's job is never handed out)."""
         with self.lock:
-            row = self.db.execute(
-                "SELECT job_type, job_name, user_id, alarm_at FROM instances "
-                "WHERE alarm_at IS NOT NULL AND alarm_at <= ? "
-                "AND job_type || ':' || job_name IN (SELECT value FROM json_each(?)) "
-                "ORDER BY alarm_at, alarm_seq LIMIT 1",
-                (until, self._kinds),
-            ).fetchone()
+            row = self.db.execute(self._next_due, (until, *self._kinds)).fetchone()
         if row is None:
             return None
         return InstanceKey(row[0], row[1], row[2]), Instant(row[3])
@@ -318,40 +359,72 @@ class SqliteStore:
                 return -1
             return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
-    def claim_due(self, now: Instant, most: int, skip: Sequence[str]) -> list[Claimed]:
+    def claim_due(self, now: Instant, most: int, skip: Collection[str]) -> list[Claimed]:
         """Up to ``most`` claimable rows not in ``skip``: due alarms (earliest first),
-        then runs whose lease expired. Only a read (see the worker)."""
+        then runs whose lease ran out (see the module header). Only a read (see the
+        worker)."""
         with self.lock:
             if self._closed:
                 raise DurableJobsError("the interpreter is closed")
-            mine = json.dumps(sorted(skip))
-            rows = self.db.execute(_CLAIM, (now, now, mine, most, now, mine, most)).fetchall()
-        return [
-            (
-                InstanceKey(job_type, job_name, user_id),
-                None if at is None else Instant(at),
-                bool(expired),
+            due = self.db.execute(_DUE, (now, now, most + len(skip))).fetchall()
+            running = self.db.execute(_RUNNING).fetchall()
+            claimed: list[Claimed] = []
+            claimed.extend(
+                (InstanceKey(job_type, job_name, user_id), Instant(at), False)
+                for instance_id, job_name, job_type, user_id, at in due
+                if instance_id not in skip
             )
-            for _, job_name, job_type, user_id, at, expired in rows
-        ]
+            del claimed[most:]
+            seen, self._seen = self._seen, {}
+            mono = self._monotonic()
+            for instance_id, job_name, job_type, user_id, owner, until in running:
+                token: LeaseToken = (owner, until)
+                earlier = seen.get(instance_id)
+                first = earlier[1] if earlier is not None and earlier[0] == token else mono
+                self._seen[instance_id] = (token, first)  # rows not running are forgotten
+                if (
+                    len(claimed) < most
+                    and instance_id not in skip
+                    and self._ran_out(token, first, now, mono)
+                ):
+                    claimed.append((InstanceKey(job_type, job_name, user_id), None, True))
+        return claimed
+
+    def _ran_out(self, token: LeaseToken, first: int, now: Instant, mono: int) -> bool:
+        """Whether a lease with ``token``, unchanged since ``first`` (monotonic), has run
+        out: a whole lease with no renewal seen, and ``lease_until`` passed."""
+        until = token[1]
+        if until is not None and until > now:
+            return False
+        since = first if self._stalled is None else max(first, self._stalled)
+        return mono - since >= self._lease_ms
 
     def lease_expired(self, instance_id: str) -> bool:
-        """Whether the row's run holds a lease that has run out (in the open transaction)."""
+        """Whether the row's run holds a lease that has run out (in the open transaction):
+        its lease is the one a claim saw run out, still unrenewed."""
         row = self.db.execute(
-            "SELECT running, lease_until FROM instances WHERE instance_id = ?", (instance_id,)
+            "SELECT running, lease_owner, lease_until FROM instances WHERE instance_id = ?",
+            (instance_id,),
         ).fetchone()
-        return (
-            row is not None and row[0] == 1 and row[1] is not None and row[1] <= self._clock.now()
-        )
+        if row is None or row[0] != 1:
+            return False
+        seen = self._seen.get(instance_id)
+        token: LeaseToken = (row[1], row[2])
+        if seen is None or seen[0] != token:
+            return False  # renewed (or taken) since it was seen
+        return self._ran_out(token, seen[1], self._clock.now(), self._monotonic())
 
-    def renew_leases(self, instance_ids: Sequence[str]) -> None:
-        """Extend the leases this owner holds on ``instance_ids``."""
+    def renew_leases(self, instance_ids: Sequence[str]) -> list[str]:
+        """Extend the leases this owner holds on ``instance_ids``; the ids whose run is
+        now leased by another owner (taken over: the lease had run out)."""
+        until = self._clock.now() + self._lease_ms
+        taken: list[str] = []
         with self.transaction():
-            self.db.execute(
-                "UPDATE instances SET lease_until = ? WHERE running = 1 AND "
-                "lease_owner = ? AND instance_id IN (SELECT value FROM json_each(?))",
-                (self._clock.now() + self._lease_ms, self._owner, json.dumps(list(instance_ids))),
-            )
+            for part, marks in chunks(instance_ids):
+                self.db.execute(_RENEW.format(marks), (until, self._owner, *part))
+                rows = self.db.execute(_TAKEN.format(marks), (self._owner, *part))
+                taken.extend(instance_id for (instance_id,) in rows)
+        return taken
 
     def set_aside(self, instance_id: str) -> None:
         """Lease a row that cannot be run (unreadable) so it is not picked again at once."""

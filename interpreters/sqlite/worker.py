@@ -89,6 +89,8 @@ by itself, in the step before, before it lets the instance go back to the claim 
 BATCH: Final = 32
 """The default of ``batch``: at most this many instances ``run_due`` advances in one
 transaction (``run_forever`` advances up to ``workers``)."""
+RETRY_PAUSE: Final = 0.5
+"""Seconds ``run_forever`` waits before writing again after the file was locked."""
 CHANGE_CHECK: Final = 0.02
 """Seconds between checks of ``PRAGMA data_version`` while the worker sleeps."""
 
@@ -134,12 +136,14 @@ class SqliteInterpreter(Engine):
         lease: timedelta | str = "30 seconds",
         group_commit: int = GROUP_COMMIT,
         batch: int = BATCH,
+        busy_timeout: timedelta | str = "30 seconds",
     ) -> None:
         if not isinstance(jobs, Jobs):
             raise TypeError(f"expected a Jobs registry, got {jobs!r}")
         if not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS:
             raise DefinitionError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
         lease_ms = parse_duration(lease, what="lease")
+        busy_ms = parse_duration(busy_timeout, what="busy_timeout")
         if isinstance(group_commit, bool) or not isinstance(group_commit, int) or group_commit < 0:
             raise DefinitionError(f"group_commit must be an int >= 0, got {group_commit!r}")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -148,7 +152,13 @@ class SqliteInterpreter(Engine):
         self._owner = uuid.uuid4().hex
         self._lease_ms = lease_ms
         self._sql = SqliteStore(
-            jobs, path, chosen, synchronous=synchronous, owner=self._owner, lease_ms=lease_ms
+            jobs,
+            path,
+            chosen,
+            synchronous=synchronous,
+            owner=self._owner,
+            lease_ms=lease_ms,
+            busy_ms=busy_ms,
         )
         super().__init__(jobs, self._sql, chosen, busy_tries=MAX_CONFLICT_RETRIES)
         self._group_commit = group_commit
@@ -159,6 +169,7 @@ class SqliteInterpreter(Engine):
         self._claimed: set[str] = set()  # picked by this process's worker, not yet done
         self._held: set[str] = set()  # a worker's runs committed as started, not yet back
         self._foreign: set[str] = set()  # due rows of jobs this registry does not hold
+        self._lost: set[str] = set()  # runs here whose lease another worker took over
         self.errors: list[DurableJobsError] = []
         """Errors met while running due work (each also logged)."""
 
@@ -295,7 +306,17 @@ class SqliteInterpreter(Engine):
                         active.update((chain.key.instance_id, chain) for chain in fresh)
                         ready.extend((chain, None) for chain in fresh)
                     if ready:
-                        runs = self._advance(ready)
+                        try:
+                            runs = self._advance(ready)
+                        except sqlite3.OperationalError as error:
+                            # The file is locked past the busy timeout (or the disk
+                            # failed): nothing of the batch was written. Keep it and
+                            # try again; the heartbeat keeps the runs' leases.
+                            if self.closed():
+                                return
+                            _log.warning("could not write (%s); trying again", error)
+                            self._sleep(min(poll_s, RETRY_PAUSE))
+                            continue
                         going = {chain.key.instance_id for chain, _ in runs}
                         for chain, _ in ready:
                             if chain.key.instance_id not in going:
@@ -331,6 +352,7 @@ class SqliteInterpreter(Engine):
         """Run one hook (its attempt is committed already), renewing its lease meanwhile."""
         instance_id = chain.key.instance_id
         self._busy.add(instance_id)
+        self._lost.discard(instance_id)
         self._start_heartbeat()
         try:
             return super()._run(chain, run)
@@ -405,8 +427,11 @@ class SqliteInterpreter(Engine):
                     self._held.add(chain.key.instance_id)
                     runs.append((chain, run))
         except BaseException:
-            for chain, _ in ready:  # the transaction did not commit: nothing of it holds
-                self._abandon(chain)
+            # The transaction did not commit: no run of it started. Runs that had
+            # started before (their outcomes are what failed to commit) stay held.
+            for chain, outcome in ready:
+                if outcome is None:
+                    self._held.discard(chain.key.instance_id)
             raise
         for chain, problem in failed:
             self._report(chain.key.instance_id, problem)
@@ -456,18 +481,50 @@ class SqliteInterpreter(Engine):
             self._heartbeat.start()
 
     def _renew_leases(self) -> None:
+        """The heartbeat: renew every lease/3. It survives every error: a failed renewal
+        is logged and tried again at the next beat; after a whole lease without one, the
+        runs' leases may have run out (said once in the log). A run another worker took
+        over (its lease ran out unrenewed) is no longer this worker's: it is logged,
+        dropped from the renewals, and its outcome will not count (the core ignores an
+        outcome of a run that is not the one in flight)."""
         period = max(self._lease_ms / 3000, 0.01)
+        monotonic = time.monotonic
+        renewed = monotonic()
+        warned = False
         while not self.closed():
             time.sleep(period)
-            running = list(self._busy | self._held)
+            running = sorted((self._busy | self._held) - self._lost)
             if not running:
+                renewed = monotonic()
                 continue
             try:
-                self._sql.renew_leases(running)
-            except (DurableJobsError, sqlite3.Error):
+                taken = self._sql.renew_leases(running)
+            except Exception as error:
                 if self.closed():
                     return  # closed between the check and the write
-                raise
+                late = monotonic() - renewed
+                if late * 1000 >= self._lease_ms and not warned:
+                    warned = True
+                    _log.error(
+                        "could not renew the leases of %d running instance(s) for %.1f s "
+                        "(%s): they may have run out, and another worker may start them "
+                        "again; still trying",
+                        len(running),
+                        late,
+                        error,
+                    )
+                else:
+                    _log.warning("could not renew leases (%s); trying again", error)
+                continue
+            renewed, warned = monotonic(), False
+            for instance_id in taken:
+                self._lost.add(instance_id)
+                _log.error(
+                    "the run of %s was taken over by another worker after its lease ran "
+                    "out; this worker no longer counts it as its own, and its outcome "
+                    "will be ignored",
+                    instance_id,
+                )
 
     def _claim(self, most: int) -> list[Chain]:
         """Up to ``most`` claimable instances, as chains (see the module header). Rows
@@ -475,7 +532,7 @@ class SqliteInterpreter(Engine):
         now = self._clock.now()
         skip = self._busy | self._claimed | self._foreign
         chains: list[Chain] = []
-        for key, at, recovering in self._sql.claim_due(now, most, sorted(skip)):
+        for key, at, recovering in self._sql.claim_due(now, most, skip):
             instance_id = key.instance_id
             if len(chains) == most or instance_id in self._claimed:
                 continue

@@ -425,7 +425,8 @@ def test_two_workers_recovering_the_same_expired_run_start_one_attempt(tmp_path:
         first.client().worker_pool("pool").enqueue(id="e", event=1)
         with pytest.raises(KeyboardInterrupt):
             first.run_due()
-        clock.set(Instant(clock.now() + 11_000))  # the lease expired
+        assert second._claim(5) == third._claim(5) == []  # each sees the lease, held
+        clock.set(Instant(clock.now() + 11_000))  # no renewal seen for a whole lease
         # Both read the expired run as claimable before either writes.
         second_claims, third_claims = second._claim(5), third._claim(5)
         assert len(second_claims) == len(third_claims) == 1
