@@ -25,10 +25,12 @@ first seen, and the lease has run out only when that token has not changed for a
 lease on the monotonic clock *and* ``lease_until`` has passed on the wall clock. A clock
 step alone therefore never starts a second run; the price is that a worker that starts
 up recovers a dead worker's run one lease after it first sees the row, not at once.
-Renewals need the write lock; when this store waited long for it (more than a third of
-a lease, the heartbeat's period) or could not get it, another connection held it and the
-owners' heartbeats may have been shut out too, so every observation starts again from
-then: a run is never taken from a worker only because the file was locked.
+Renewals need the write lock; when this store waited long for it (more than a tenth of
+a lease) or could not get it, another connection held it and the owners' heartbeats may
+have been shut out too, so every observation starts again from then: a run is not taken
+from a worker because the file was locked. (An observer that gets the lock at once after
+a lock that shut renewals out for a whole lease cannot tell; the owner's heartbeat then
+finds its run taken over and says so in the log.)
 
 Id lists are bound as parameters (``IN (?, ?, …)`` in chunks), never passed through a
 JSON function: SQLite's JSON functions end strings at NUL.
@@ -82,6 +84,9 @@ _UPSERT_WITH_ALARM: Final = (
     " lease_owner = excluded.lease_owner, lease_until = excluded.lease_until,"
     " alarm_at = excluded.alarm_at, alarm_seq = excluded.alarm_seq"
 )
+STALL_FLOOR_MS: Final = 50
+"""A wait for the write lock longer than a tenth of a lease (and than this many ms)
+means another connection held it: observations of leases start again (module header)."""
 _DUE: Final = (
     "SELECT instance_id, job_name, job_type, user_id, alarm_at FROM instances "
     "WHERE alarm_at IS NOT NULL AND alarm_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
@@ -139,6 +144,7 @@ class SqliteStore:
         # seen; and when the write lock was last found held for long (module header).
         self._seen: dict[str, tuple[LeaseToken, int]] = {}
         self._stalled: int | None = None
+        self._stall_ms = max(lease_ms / 10, STALL_FLOOR_MS)
         self.lock = threading.RLock()
         self._closed = False
         self._outbox: list[tuple[str, str]] = []  # telemetry rows of the open transaction
@@ -177,7 +183,7 @@ class SqliteStore:
             except sqlite3.OperationalError:
                 self._stalled = self._monotonic()  # someone holds the write lock
                 raise
-            if (time.monotonic() - asked) * 3000 > self._lease_ms:
+            if (time.monotonic() - asked) * 1000 > self._stall_ms:
                 self._stalled = self._monotonic()  # held long: renewals were shut out
             self._seq = self._seq_read = None
             self._outbox.clear()
