@@ -105,6 +105,8 @@ class ExponentialBackoff:
         cap = MAX_DURATION if self.max is None else min(self.max, MAX_DURATION)
         if self.base == 0:
             return Duration(0)
+        if self.base >= cap:
+            return cap  # the first delay is already past the cap (a factor never shrinks)
         exponent = attempt - 1
         # Compare logarithms first: factor ** exponent may not fit in a float at all.
         if exponent * math.log(self.factor) >= math.log(cap / self.base):

@@ -5,6 +5,8 @@
   other writer did is lost, and the request's handler sees the new stored state.
 * A store that is sent plans gets exactly one plan per transition that writes, and a
   query writes nothing.
+* A successful run whose results the store refuses is committed as a failed attempt
+  carrying the store's error, and retried as any failed attempt.
 """
 
 from __future__ import annotations
@@ -12,7 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from durable_jobs import Debounce, DebounceEventContext, Definition, Jobs
+from durable_jobs import (
+    Backoff,
+    Continuous,
+    ContinuousContext,
+    Debounce,
+    DebounceEventContext,
+    Definition,
+    JobFailed,
+    Jobs,
+    Retry,
+)
 from durable_jobs.interpreters.clock import ManualClock
 from durable_jobs.interpreters.memory import MemoryInterpreter, MemoryStore
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
@@ -79,3 +91,35 @@ def test_each_writing_transition_is_one_plan_and_a_query_writes_none() -> None:
     sim.advance("1 minute")  # the flush: its start, then its outcome (the batch is purged)
     assert [plan.write for plan in store.plans[2:]] == ["put", "delete"]
     assert store.plans[2].starts_run
+
+
+class RefusingStore(MemoryStore):
+    """A memory store that cannot keep one value (as a store with a narrower column
+    type, or a value encoder that fails, would refuse it)."""
+
+    def commit(self, definition: Definition, plan: CommitPlan[Any]) -> None:
+        snapshot = plan.snapshot
+        if snapshot is not None and getattr(snapshot, "state", None) == "unstorable":
+            raise ValueError("this store cannot keep 'unstorable'")
+        super().commit(definition, plan)
+
+
+def test_an_outcome_that_cannot_be_committed_is_a_failed_attempt_with_its_real_error() -> None:
+    def execute(ctx: ContinuousContext[str]) -> None:
+        ctx.set_state("unstorable" if ctx.attempt == 1 else "kept")
+
+    retry = Retry(max_attempts=3, backoff=Backoff.constant("1 second"), jitter=False)
+    job = Continuous.make(
+        state=str, schedule=Continuous.every("1 hour"), execute=execute, retry=retry
+    )
+    sim = MemoryInterpreter(Jobs(c=job))
+    sim._store = store = RefusingStore()
+    client = sim.client().continuous(job)
+    client.start(id="c", input="first")  # attempt 1 runs; its outcome cannot be kept
+    failed = [event for event in store.telemetry if isinstance(event, JobFailed)]
+    assert [(event.error.type, event.error.message) for event in failed] == [
+        ("ValueError", "this store cannot keep 'unstorable'")
+    ]
+    sim.advance("1 second")  # the retry (attempt 2) runs from the state last kept
+    assert client.get_state("c") == "kept"
+    assert client.dead_letters() == []
