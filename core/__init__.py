@@ -102,6 +102,7 @@ from durable_jobs._telemetry import (
     JobRetryExhausted,
     JobStarted,
     JobTerminated,
+    PoolQueueRepaired,
     TaskScheduled,
     TelemetryEvent,
 )
@@ -155,6 +156,7 @@ __all__ = [
     "PoolEnqueueResult",
     "PoolInstanceStatus",
     "PoolPauseResult",
+    "PoolQueueRepaired",
     "PoolResumeResult",
     "PoolStatusResult",
     "QueueFullError",

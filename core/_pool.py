@@ -37,6 +37,20 @@ shard with no work, ``on_empty(ctx)`` runs. ``ctx.terminate()`` inside ``execute
 that one event (recorded as finished, neither processed nor dead-lettered, with
 ``job.terminated``): purging a whole shard from one event's code would lose the others.
 
+*Counters and rows.* The counters can disagree with the rows only through something
+outside the core: a pending row deleted by hand, or a store bug. An alarm's head read
+is where it shows: counters that promise pending events while the queue holds no
+pending row at all would re-arm the alarm at once, for ever (a worker spinning with
+nothing logged). The read proves the right values, zero, so the step repairs the
+counters to them, leaves no alarm, and reports the repair as a ``workerPool.queueRepaired``
+telemetry event (``counted`` is what the counters said). Telemetry, not an error: the
+core cannot log and never raises (handlers are total), the event is committed with the
+repair in the same transition and reaches whoever watches telemetry on every
+interpreter, while a ``StorageError`` would refuse the step and leave a shard whose rows
+are fine stuck. The events that were lost cannot be named (their rows are gone); the
+ones still stored run as usual. Counters too low (a row inserted by hand) cause no loop:
+such rows wait until the next enqueue wakes the shard.
+
 *Control.* ``pause`` stops processing (the alarm is removed) and still accepts enqueues;
 pausing a shard that does not exist yet creates it paused, so a paused pool stays paused
 when its first events arrive. ``resume`` re-arms, honouring a pending backoff. ``cancel``
@@ -61,6 +75,7 @@ from durable_jobs._commands import (
     Command,
     DeleteFinished,
     DeleteQueueItem,
+    Emit,
     PoolExecute,
     PoolOnDeadLetter,
     PoolOnEmpty,
@@ -97,6 +112,7 @@ from durable_jobs._results import (
     PoolPauseResult,
     PoolResumeResult,
 )
+from durable_jobs._telemetry import PoolQueueRepaired, base_fields
 from durable_jobs._time import Instant, to_datetime
 
 __all__ = [
@@ -495,6 +511,11 @@ def _take_next(
     changes: dict[str, Any] = {}
     if shard.current is None:
         head = queue.head
+        if head is None and (shard.queued or shard.priorities):
+            # No pending row at all: the counters are wrong (see the header).
+            repaired = PoolQueueRepaired(**base_fields(shard.key, now), counted=shard.queued)
+            effects.append(Emit(repaired))
+            shard = rt.evolve(shard, queued=0, priorities=())
         if head is None or shard.paused:
             return rt.commit(alarm, shard, effects)
         effects.append(TakeQueueItem(head.event_id))

@@ -5,7 +5,7 @@ Theory of operation: every event is a frozen value with the same base fields (``
 own fields in snake_case. Events are part of the transition that caused them, so they are
 committed with it and delivered even when the run they describe failed (the original lost
 those, pitfall p-10). The names follow the original (``job.executed``, ``debounce.flushed``,
-…) plus ``job.deadLettered``.
+…) plus ``job.deadLettered`` and ``workerPool.queueRepaired``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "JobRetryExhausted",
     "JobStarted",
     "JobTerminated",
+    "PoolQueueRepaired",
     "TaskScheduled",
     "TelemetryEvent",
 ]
@@ -166,6 +167,17 @@ class TaskScheduled(_Base):
     trigger: Literal["event", "execute", "idle", "error"]
 
 
+@attrs.frozen(kw_only=True)
+class PoolQueueRepaired(_Base):
+    """A worker pool shard's counters promised pending events its queue rows do not hold
+    (a row deleted by hand): they were set to what the rows show, none. ``counted`` is
+    what they said. The events still stored are not affected; the ones that were lost
+    cannot be named (their rows are gone)."""
+
+    type: ClassVar[str] = "workerPool.queueRepaired"
+    counted: int
+
+
 TelemetryEvent = (
     JobStarted
     | JobExecuted
@@ -176,6 +188,7 @@ TelemetryEvent = (
     | DebounceStarted
     | DebounceFlushed
     | TaskScheduled
+    | PoolQueueRepaired
 )
 TELEMETRY_CLASSES: tuple[type[TelemetryEvent], ...] = (
     JobStarted,
@@ -187,4 +200,5 @@ TELEMETRY_CLASSES: tuple[type[TelemetryEvent], ...] = (
     DebounceStarted,
     DebounceFlushed,
     TaskScheduled,
+    PoolQueueRepaired,
 )

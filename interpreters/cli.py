@@ -28,6 +28,15 @@ Decisions:
   terminal a spinner instead of the first line. It checks before it announces itself:
   it loads the registry and opens (so creates) the database once, so a setup problem is
   the single error line; then ``serve`` loads and opens them again and runs.
+* ``worker`` refuses a SQLite file that holds another program's tables (it would add
+  its own and switch the file to WAL), as ``inspect`` does, unless ``--add-schema``
+  asks for it; a missing or empty file is created as before.
+* Nothing from a database reaches the terminal raw: ``inspect``'s tables, the error
+  line and the worker's log messages (which name instances) go through
+  ``_output.printable``, so an id holding ``ESC[2J`` is shown escaped, not obeyed.
+* Trust: ``MODULE:JOBS`` is imported and run as code (like ``python -m``); the database
+  file is trusted for integrity (a damaged row is reported, never run as code) but not
+  for what it shows on a terminal.
 * ``inspect`` never writes the database: the file is opened with ``mode=ro`` and a
   missing file is an error, not a new database. (As with any reader of a WAL database,
   SQLite may leave the ``-wal``/``-shm`` companion files next to it; the next writer
@@ -71,7 +80,7 @@ class CliError(click.ClickException):
 
 
 def _error(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {output.printable(message)}", err=True)
 
 
 def _version() -> str:
@@ -151,19 +160,30 @@ def demo(db: Path | None) -> int:
         "dead) and retried; keep it above the longest run."
     ),
 )
-def worker(target: str, db: Path, synchronous: str, workers: int, lease: str) -> int:
+@click.option(
+    "--add-schema",
+    is_flag=True,
+    help=(
+        "Add the durable-jobs tables to a SQLite file that already holds another "
+        "program's tables (refused without it)."
+    ),
+)
+def worker(
+    target: str, db: Path, synchronous: str, workers: int, lease: str, add_schema: bool
+) -> int:
     """Run the due work of the Jobs registry MODULE:JOBS on a SQLite file.
 
     MODULE is imported as with `python -m` (the current folder is on the path); JOBS is
-    the name of its durable_jobs.Jobs registry. The worker runs until SIGTERM or SIGINT
-    (Ctrl-C), finishes the steps in flight and exits 0.
+    the name of its durable_jobs.Jobs registry: both are trusted, the module runs as
+    code. The worker runs until SIGTERM or SIGINT (Ctrl-C), finishes the steps in
+    flight and exits 0.
     """
     jobs = load_jobs(target)
     if db.is_dir():
         raise CliError(f"{str(db)!r} is a folder, not a database file")
     if not db.absolute().parent.is_dir():
         raise CliError(f"the folder of the database {str(db)!r} does not exist")
-    with SqliteInterpreter(jobs, db, synchronous=synchronous, lease=lease):
+    with SqliteInterpreter(jobs, db, synchronous=synchronous, lease=lease, add_schema=add_schema):
         pass  # the database opens (or is created) and the options are valid
     console = output.console(stderr=True)
     names = ", ".join(jobs)
@@ -178,7 +198,9 @@ def worker(target: str, db: Path, synchronous: str, workers: int, lease: str) ->
     else:
         console.out(announce)
     with running:
-        code = serve(target, db, synchronous=synchronous, workers=workers, lease=lease)
+        code = serve(
+            target, db, synchronous=synchronous, workers=workers, lease=lease, add_schema=add_schema
+        )
     console.out("durable-jobs worker: stopped")
     return code
 
@@ -192,8 +214,19 @@ def _duration_option(value: str) -> str:
     return value
 
 
+class _Printable(logging.Filter):
+    """Escapes the control characters of a log message (it may name a stored id)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = output.printable(record.getMessage()), None
+        return True
+
+
 def _configure_logging(console: Console) -> None:
     """Show the library's error log (an unreadable row, a failed step) on stderr."""
+    library = logging.getLogger("durable_jobs")
+    if not any(isinstance(f, _Printable) for f in library.filters):
+        library.addFilter(_Printable())  # whichever handler prints it, the user's too
     if logging.getLogger().handlers:
         return  # the user's module configured logging itself
     if console.is_terminal:

@@ -48,6 +48,7 @@ from durable_jobs import (
     PoolContext,
     PoolDeadLetterContext,
     PoolEmptyContext,
+    PoolQueueRepaired,
     PoolStatusResult,
     Retry,
     Task,
@@ -117,6 +118,8 @@ def _describe(event: TelemetryEvent) -> str:
                 f"{event.type} {who}: execute at {_clock(to_datetime(event.scheduled_at))} "
                 f"(set by {event.trigger})"
             )
+        case PoolQueueRepaired():  # pragma: no cover - the demo deletes no row by hand
+            return f"{event.type} {who}: counters said {event.counted} pending, rows hold none"
         case _:  # pragma: no cover - the union is closed
             assert_never(event)
 

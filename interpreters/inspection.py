@@ -5,10 +5,16 @@ Theory of operation: ``sqlite.schema.read_database`` reads the rows (read-only, 
 stored snapshot is read with ``read_snapshot`` (user values left as JSON), so the
 status column is the client's own word from the core's ``job_status`` (``running``;
 ``debouncing``/``idle``; ``active``/``idle``; ``paused``/``processing``/``idle``), with
-the batch size of a Debounce and the attempt of a pending retry; a row that cannot be
-read shows ``?``. With a registry (``--jobs``), each row is also decoded with its job's
-``Codec``: states and payloads are shown as the user's types, and a row this code cannot
-read is shown as unreadable, as a worker would find it. Times are UTC.
+the batch size of a Debounce and the attempt of a pending retry. With a registry
+(``--jobs``), each row is also decoded with its job's ``Codec``: states and payloads are
+shown as the user's types. Times are UTC.
+
+A damaged row is shown, not fatal: a snapshot that cannot be read has the status
+``unreadable``, a version or time that is not one (text, or beyond year 9999) shows as
+``unreadable: 'soon'``, a dead letter that is not a JSON object as an unreadable record,
+and a row the registry cannot decode as unreadable with the reason, as a worker would
+find it. Every value from the database is printed through ``_output.printable`` (ids,
+names and messages may hold control characters: they are shown escaped).
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from rich.console import Console
 from rich.table import Table
 
 from durable_jobs import Instant, Jobs, StorageError
-from durable_jobs.interpreters._output import print_table, short, table
+from durable_jobs.interpreters._output import add_row, print_table, printable, short, table
 from durable_jobs.interpreters.sqlite.schema import (
     DatabaseView,
     StoredDeadLetter,
     StoredInstance,
+    is_instant,
 )
 from durable_jobs.protocol import Codec, job_status, read_snapshot, to_datetime
 
@@ -35,7 +42,8 @@ __all__ = ["show", "status_text"]
 
 def status_text(instance: StoredInstance) -> str:
     """The client's status word for a stored row, plus what a glance needs: the events
-    of a Debounce batch, the attempt of a pending retry. ``?`` for an unreadable row.
+    of a Debounce batch, the attempt of a pending retry; ``unreadable`` for a snapshot
+    that cannot be read.
 
     >>> row = StoredInstance("debounce:b:u", "b", "debounce", "u",
     ...     '{"schema":1,"snapshot":{"key":{"job_type":"debounce","job_name":"b","id":"u"},'
@@ -46,7 +54,7 @@ def status_text(instance: StoredInstance) -> str:
     """
     snapshot = _snapshot(instance)
     if snapshot is None:
-        return "?"
+        return "unreadable"
     word = job_status(snapshot)
     if instance.job_type == "debounce" and snapshot.event_count:
         word += f", {snapshot.event_count} event(s)"
@@ -64,31 +72,48 @@ def _snapshot(instance: StoredInstance) -> Any:
         return None
 
 
-def _when(millis: int | None) -> str:
-    """An epoch-milliseconds instant as ``YYYY-MM-DD HH:MM:SS`` (UTC); ``-`` for none."""
+def _when(millis: object) -> str:
+    """An epoch-milliseconds instant as ``YYYY-MM-DD HH:MM:SS`` (UTC); ``-`` for none.
+
+    >>> _when(0), _when(None), _when("soon")
+    ('1970-01-01 00:00:00', '-', "unreadable: 'soon'")
+    """
     if millis is None:
         return "-"
+    if not is_instant(millis):
+        return _unreadable(millis)
     return to_datetime(Instant(millis)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _unreadable(value: object) -> str:
+    return short(f"unreadable: {value!r}", 40)
+
+
+def _version(value: object) -> str:
+    return str(value) if type(value) is int else _unreadable(value)
 
 
 def _iso_time(value: object) -> str:
     """A stored ISO time as ``YYYY-MM-DD HH:MM:SS`` in UTC; other values as they are."""
     try:
         moment = datetime.fromisoformat(str(value))
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return str(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _lease(instance: StoredInstance, now: int) -> str:
+    lease = instance.lease_until
     if not instance.running:
         return "-"
-    if instance.lease_until is None:  # pragma: no cover - a running row always has a lease
-        return "running"
-    expired = " (expired)" if instance.lease_until <= now else ""
-    return f"running, lease until {_when(instance.lease_until)}{expired}"
+    if lease is None:
+        return "running, no lease (unreadable)"
+    if not is_instant(lease):
+        return f"running, lease {_unreadable(lease)}"
+    expired = " (expired)" if lease <= now else ""
+    return f"running, lease until {_when(lease)}{expired}"
 
 
 def _section(console: Console, title: str, rows: Table, shown: int, total: int) -> None:
@@ -103,7 +128,7 @@ def _section(console: Console, title: str, rows: Table, shown: int, total: int) 
 
 
 def _json_object(text: str) -> dict[str, Any]:
-    """A stored JSON object; ``{}`` when the text is not one (shown as ``?``)."""
+    """A stored JSON object; ``{}`` when the text is not one (shown as unreadable)."""
     try:
         value = json.loads(text)
     except ValueError:
@@ -115,7 +140,7 @@ def show(view: DatabaseView, jobs: Jobs | None, console: Console) -> None:
     """Print ``view`` as three tables; with ``jobs``, decode rows with its codecs."""
     codecs = {name: Codec(definition) for name, definition in jobs.items()} if jobs else {}
     console.out(
-        f"{view.path}: schema {view.schema}, {view.instance_count} instance(s), "
+        f"{printable(view.path)}: schema {view.schema}, {view.instance_count} instance(s), "
         f"{view.queued_count} queued event(s), {view.dead_letter_count} dead letter(s), "
         f"{view.telemetry_count} telemetry event(s). Times are UTC."
     )
@@ -132,12 +157,12 @@ def show(view: DatabaseView, jobs: Jobs | None, console: Console) -> None:
             instance.id,
             status_text(instance),
             _when(instance.alarm_at),
-            str(instance.version),
+            _version(instance.version),
             _lease(instance, now),
         ]
         if jobs is not None:
             row.append(_decoded_state(instance, codecs))
-        rows.add_row(*row)
+        add_row(rows, *row)
     _section(console, "Instances", rows, len(view.instances), view.instance_count)
 
     rows = table(
@@ -153,7 +178,8 @@ def show(view: DatabaseView, jobs: Jobs | None, console: Console) -> None:
     for shard in view.shards:
         snapshot = _snapshot(shard.instance)
         current = None if snapshot is None else snapshot.current
-        rows.add_row(
+        add_row(
+            rows,
             shard.job_name,
             shard.instance.id,
             status_text(shard.instance),
@@ -176,9 +202,13 @@ def show(view: DatabaseView, jobs: Jobs | None, console: Console) -> None:
     )
     for letter in view.dead_letters:
         record = _json_object(letter.record_text)
+        if not record:
+            add_row(rows, letter.job_name, "?", "unreadable record", "?", "?", "?")
+            continue
         error = record.get("error")
         error = error if isinstance(error, dict) else {}
-        rows.add_row(
+        add_row(
+            rows,
             letter.job_name,
             str(record.get("id", "?")),
             f"{error.get('type', '?')}: {error.get('message', '?')}",

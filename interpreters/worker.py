@@ -6,7 +6,8 @@ something that is not a registry). ``serve`` opens the database, installs handle
 SIGTERM and SIGINT close the interpreter (the worker finishes the steps it is in and
 exits; an attempt cut short is recovered by the next worker as interrupted), and runs
 ``run_forever``. The ``durable-jobs worker`` command calls ``serve``; so can a user's own
-entry point.
+entry point. The module named is imported and run: it is trusted code, like the target
+of ``python -m``.
 """
 
 from __future__ import annotations
@@ -63,13 +64,17 @@ def serve(
     synchronous: str = "FULL",
     workers: int = 8,
     lease: str = "30 seconds",
+    add_schema: bool = False,
 ) -> int:
-    """Run a worker for ``target`` on ``db`` until SIGTERM/SIGINT; the exit status."""
+    """Run a worker for ``target`` on ``db`` until SIGTERM/SIGINT; the exit status.
+    ``add_schema`` lets it add its tables to a file holding another program's."""
     jobs = load_jobs(target)
     path = Path(db)
     if not path.parent.is_dir():
         raise WorkerSetupError(f"the folder of the database {str(path)!r} does not exist")
-    interpreter = SqliteInterpreter(jobs, path, synchronous=synchronous, lease=lease)
+    interpreter = SqliteInterpreter(
+        jobs, path, synchronous=synchronous, lease=lease, add_schema=add_schema
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         interpreter.stop()

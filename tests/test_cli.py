@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import io
+import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -17,9 +20,12 @@ from types import ModuleType
 
 import attrs
 import pytest
+from rich.console import Console
 
 from durable_jobs.interpreters.cli import main
+from durable_jobs.interpreters.inspection import show
 from durable_jobs.interpreters.sqlite import SCHEMA, SqliteInterpreter
+from durable_jobs.interpreters.sqlite.schema import open_read_only, read_database
 from tests.sqlite.schema1 import TO_SCHEMA_1
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -562,6 +568,208 @@ def test_inspect_reports_another_sqlite_database(tmp_path: Path) -> None:
 def test_inspect_reports_a_folder(tmp_path: Path) -> None:
     result = _run("inspect", "--db", str(tmp_path))
     _assert_one_line_error(result, f"error: '{tmp_path}' is a folder, not a database file")
+
+
+# ------------------------------------------------------------- bad rows, hostile text
+
+
+def _pending_pool(jobs_module: JobsModule, name: str) -> Path:
+    """A database of the jobs module with events on both shards of the pool."""
+    db = jobs_module.folder / name
+    with SqliteInterpreter(jobs_module.module.JOBS, db) as interpreter:
+        pool = interpreter.client().worker_pool(jobs_module.module.mailer)
+        for event in EVENTS:
+            pool.enqueue(id=event, event=event)
+    return db
+
+
+def _execute(db: Path, *statements: str) -> None:
+    with closing(sqlite3.connect(db)) as raw:
+        for statement in statements:
+            raw.execute(statement)
+        raw.commit()
+
+
+def _serve_briefly(
+    jobs_module: JobsModule, db: Path, *options: str, until: int = 0
+) -> tuple[int, str]:
+    """Run `durable-jobs worker` until ``until`` events are logged (or a few seconds),
+    then SIGTERM it; its exit status and stderr."""
+    process = subprocess.Popen(
+        [*CLI, "worker", jobs_module.target, "--db", str(db), *options],
+        cwd=jobs_module.folder,
+        env=jobs_module.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started = time.monotonic()
+        while process.poll() is None and time.monotonic() - started < WAIT_S:
+            if until and len(jobs_module.log()) >= until:
+                break
+            time.sleep(0.05)
+            if not until and time.monotonic() - started > 1.5:
+                break
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:  # pragma: no cover - only when the worker hangs
+            process.kill()
+            process.communicate()
+    return process.returncode, stderr
+
+
+def test_worker_reports_a_bad_row_escaped_and_serves_the_others(jobs_module: JobsModule) -> None:
+    """An alarm that is not a time once crashed the worker at every start (exit 1)."""
+    db = _pending_pool(jobs_module, "bad.db")
+    _execute(
+        db,
+        "UPDATE instances SET alarm_at = 'soon', instance_id = instance_id || char(27) ||"
+        " ']0;pwned' || char(7) WHERE user_id = '0'",
+    )
+    with closing(sqlite3.connect(db)) as raw:
+        healthy = raw.execute(
+            "SELECT COUNT(*) FROM pool_events WHERE instance_id = 'workerPool:mailer:1'"
+        ).fetchone()[0]
+    assert 0 < healthy < len(EVENTS)
+    code, stderr = _serve_briefly(jobs_module, db, until=healthy)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert len(jobs_module.log()) == healthy  # the other shard's events were sent
+    assert "skipping workerPool:mailer:0\\x1b]0;pwned\\x07 for now" in stderr
+    assert "stored alarm_at 'soon' is not a time" in stderr
+    _assert_no_control(stderr)
+
+
+def test_worker_refuses_another_programs_database_unless_asked(jobs_module: JobsModule) -> None:
+    other = jobs_module.folder / "theirs.db"
+    _execute(other, "CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    before = other.read_bytes()
+    result = _run(
+        "worker",
+        jobs_module.target,
+        "--db",
+        str(other),
+        cwd=jobs_module.folder,
+        env=jobs_module.env,
+    )
+    _assert_one_line_error(
+        result,
+        f"error: '{other}' is not a durable-jobs database (it holds other tables: invoices); "
+        "to add the durable-jobs tables to it, pass add_schema=True "
+        "(durable-jobs worker --add-schema)",
+    )
+    assert other.read_bytes() == before  # no tables added, not switched to WAL
+    code, stderr = _serve_briefly(jobs_module, other, "--add-schema")
+    assert code == 0, stderr
+    with closing(sqlite3.connect(other)) as raw:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"invoices", "instances", "schema_info"} <= tables
+    assert _run("inspect", "--db", str(other)).returncode == 0
+
+
+def test_inspect_shows_unreadable_rows_instead_of_a_traceback(jobs_module: JobsModule) -> None:
+    db = _pending_pool(jobs_module, "damaged.db")
+    _execute(
+        db,
+        "UPDATE instances SET version = 'abc', alarm_at = 'soon' WHERE user_id = '0'",
+        "UPDATE instances SET running = 1, lease_until = 4611686018427387904, snapshot = '{'"
+        " WHERE user_id = '1'",
+        "INSERT INTO dead_letters (job_name, record) VALUES ('mailer', 'garbage')",
+    )
+    for extra in ((), ("--jobs", jobs_module.target)):
+        result = _run(
+            "inspect", "--db", str(db), *extra, cwd=jobs_module.folder, env=jobs_module.env
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        out = result.stdout
+        assert "unreadable: 'soon'" in out  # the alarm
+        assert "unreadable: 'abc'" in out  # the version
+        if not extra:  # (with --jobs the lease column wraps)
+            assert f"running, lease unreadable: {2**62}" in out
+        instances = [line.split()[:4] for line in out.splitlines() if line.startswith("workerP")]
+        assert ["workerPool", "mailer", "1", "unreadable"] in instances  # its snapshot
+        assert "unreadable record" in out.split("Dead letters (1)", 1)[1]
+
+
+def test_inspect_reports_garbage_in_schema_info_on_one_line(jobs_module: JobsModule) -> None:
+    db = _pending_pool(jobs_module, "schema.db")
+    _execute(db, "UPDATE schema_info SET value = 'abc' WHERE name = 'schema'")
+    _assert_one_line_error(
+        _run("inspect", "--db", str(db)),
+        f"error: cannot read '{db}': schema_info: schema 'abc' is not an integer",
+    )
+
+
+HOSTILE = {
+    "clear": "\x1b[2J",
+    "title": "\x1b]0;title\x07",
+    "return": "\r",
+    "nul": "\x00",
+    "markup": "[bold]x[/bold]",
+}
+ESCAPED = {
+    "clear": "\\x1b[2J",
+    "title": "\\x1b]0;title\\x07",
+    "return": "\\r",
+    "nul": "\\x00",
+    "markup": "[bold]x[/bold]",
+}
+
+
+def _hostile_database(jobs_module: JobsModule) -> Path:
+    """Rows whose job name, ids and error message hold control characters and markup."""
+    db = _pending_pool(jobs_module, "hostile.db")
+    nasty = "".join(HOSTILE.values())
+    record = json.dumps(
+        {
+            "job_name": "mailer",
+            "id": f"id{nasty}",
+            "error": {"type": "ValueError", "message": f"boom{nasty}"},
+            "attempts": 1,
+            "failed_at": "2026-01-01T00:00:00+00:00",
+            "payload": nasty,
+        }
+    )
+    with closing(sqlite3.connect(db)) as raw:
+        raw.execute("UPDATE instances SET user_id = ?, job_name = ?", (f"u{nasty}", f"n{nasty}"))
+        raw.execute("INSERT INTO dead_letters (job_name, record) VALUES (?, ?)", (nasty, record))
+        raw.commit()
+    return db
+
+
+def _assert_no_control(text: str) -> None:
+    controls = sorted({f"{ord(c):#x}" for c in text if ord(c) < 0x20 and c != "\n"})
+    assert controls == [], text
+
+
+def test_inspect_escapes_control_characters_from_the_database(jobs_module: JobsModule) -> None:
+    db = _hostile_database(jobs_module)
+    for extra in ((), ("--jobs", jobs_module.target)):
+        result = _run(
+            "inspect", "--db", str(db), *extra, cwd=jobs_module.folder, env=jobs_module.env
+        )
+        assert result.returncode == 0, result.stderr
+        _assert_no_control(result.stdout)
+        for name, escaped in ESCAPED.items():
+            assert escaped in result.stdout, name
+
+
+def test_inspect_on_a_terminal_prints_styles_but_no_data_as_control_or_markup(
+    jobs_module: JobsModule,
+) -> None:
+    db = _hostile_database(jobs_module)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=400)  # markup on, as by default
+    with closing(open_read_only(db)) as connection:
+        show(read_database(connection, db, 50), jobs_module.module.JOBS, console)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", screen.getvalue())  # rich's own colours
+    _assert_no_control(shown)
+    assert "u\\x1b[2J\\x1b]0;title\\x07\\r\\x00[bold]x[/bold]" in shown  # an id, escaped
+    assert "boom\\x1b[2J" in shown  # an error message
 
 
 # ----------------------------------------------------------------- help, version, usage

@@ -19,6 +19,7 @@ from durable_jobs import (
     DebounceEventContext,
     Enqueue,
     Jobs,
+    PoolQueueRepaired,
     QueueFullError,
     Task,
     TaskContext,
@@ -184,3 +185,32 @@ def test_a_rejected_batch_leaves_no_trace() -> None:
         sim.client().worker_pool(mail).enqueue_many(batch)
     assert sim.trace == []
     assert list(sim.instances()) == []
+
+
+def test_a_pool_whose_counters_promise_a_deleted_row_repairs_them_instead_of_spinning() -> None:
+    """A pending row lost behind the counters' back (deleted by hand) once left the
+    shard "processing" a phantom event for ever, unreported (and on SQLite re-armed its
+    alarm in a loop). The counters are repaired to what the rows hold, and reported."""
+    ran: list[str] = []
+    pool = WorkerPool.make(event=int, concurrency=1, execute=lambda ctx: ran.append(ctx.event_id))
+    sim = MemoryInterpreter(Jobs(p=pool), start=START)
+    client = sim.client().worker_pool(pool)
+    client.pause()
+    for name in ("a", "b", "c"):
+        client.enqueue(id=name, event=1)
+    sim._memory.delete_item("workerPool:p:0", "b")
+    client.resume()
+    done = threading.Event()
+
+    def advance() -> None:
+        sim.advance("1 minute")
+        done.set()
+
+    threading.Thread(target=advance, daemon=True).start()
+    assert done.wait(10), "advance did not come back"
+    assert ran == ["a", "c"]  # the events still there all ran
+    status = client.status()
+    assert (status.total_pending, status.total_processed) == (0, 2)
+    repaired = [e for e in sim.telemetry if isinstance(e, PoolQueueRepaired)]
+    assert [(e.instance_id, e.counted) for e in repaired] == [("workerPool:p:0", 1)]
+    assert sim.next_alarm_at() is None

@@ -7,6 +7,8 @@ pending ones are in the ``pool_queue`` partial index in processing order
 event, one or more ids with their rank and finished record, the expired records), each
 with an index range; ``SqlQueueRows`` is the engine's ``QueueRows`` target. Taking and
 finishing an event update its row instead of deleting one row and inserting another.
+A row that cannot be read (not JSON, or not the job's event type) is a ``StorageError``
+naming the shard and the event, like a snapshot that cannot be read.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import attrs
+import cattrs
 
+from durable_jobs import StorageError
 from durable_jobs.interpreters.sqlite.schema import FINISHED, PENDING
 from durable_jobs.protocol import Codec, FinishedEvent, QueueItem, QueueReads, QueueView
 
@@ -49,7 +53,7 @@ WITH RECURSIVE levels(np) AS (
             WHERE instance_id = ?1 AND state = 0 AND neg_priority > np)
     FROM levels WHERE np IS NOT NULL
 )
-SELECT item FROM pool_events WHERE rowid IN (
+SELECT item, event_id FROM pool_events WHERE rowid IN (
     SELECT (SELECT rowid FROM pool_events WHERE instance_id = ?1 AND state = 0
             AND neg_priority = np ORDER BY seq LIMIT 1)
     FROM levels WHERE np IS NOT NULL
@@ -59,18 +63,18 @@ SELECT item FROM pool_events WHERE rowid IN (
 (found by a loose index scan, so the cost is the number of distinct priorities times
 log n, not n), then the lowest ``seq`` among them."""
 _HEAD: Final = (
-    "SELECT item FROM pool_events WHERE instance_id = ? AND state = 0 "
+    "SELECT item, event_id FROM pool_events WHERE instance_id = ? AND state = 0 "
     "ORDER BY neg_priority, seq LIMIT 1"
 )
 _EXPIRED: Final = (
-    "SELECT record FROM pool_events WHERE instance_id = ? AND state = 2 "
+    "SELECT record, event_id FROM pool_events WHERE instance_id = ? AND state = 2 "
     "AND finished_at < ? ORDER BY finished_at LIMIT ?"
 )
 _HEAD_AND_EXPIRED: Final = (
-    "SELECT 0, item FROM (SELECT item FROM pool_events WHERE instance_id = ?1 AND state = 0 "
-    "ORDER BY neg_priority, seq LIMIT 1) UNION ALL SELECT 2, record FROM "
-    "(SELECT record FROM pool_events WHERE instance_id = ?1 AND state = 2 "
-    "AND finished_at < ?2 ORDER BY finished_at LIMIT ?3)"
+    "SELECT 0, item, event_id FROM (SELECT item, event_id FROM pool_events"
+    " WHERE instance_id = ?1 AND state = 0 ORDER BY neg_priority, seq LIMIT 1)"
+    " UNION ALL SELECT 2, record, event_id FROM (SELECT record, event_id FROM pool_events"
+    " WHERE instance_id = ?1 AND state = 2 AND finished_at < ?2 ORDER BY finished_at LIMIT ?3)"
 )
 """A fired alarm needs both: one statement (the hot path of every pool event)."""
 _RANK: Final = (
@@ -99,31 +103,40 @@ def load_view(
     item_type = codec.item_type
     structure = codec.converter.structure
 
-    def item_of(row: tuple[str] | None) -> Any:
-        return None if row is None else structure(json.loads(row[0]), item_type)
+    def read(text: object, type_: Any, event_id: object, what: str) -> Any:
+        try:
+            return structure(json.loads(text), type_)  # type: ignore[arg-type]
+        except Exception as error:
+            raise StorageError(
+                f"instance {instance_id}: stored {what} {event_id!r} cannot be read "
+                f"({_describe(error)})"
+            ) from None
 
-    def finished_of(text: str) -> FinishedEvent:
-        record: FinishedEvent = structure(json.loads(text), FinishedEvent)
+    def item_of(row: tuple[object, object] | None) -> Any:
+        return None if row is None else read(row[0], item_type, row[1], "queued event")
+
+    def finished_of(text: object, event_id: object) -> FinishedEvent:
+        record: FinishedEvent = read(text, FinishedEvent, event_id, "finished event")
         return record
 
     head = oldest = None
     expired: tuple[FinishedEvent, ...] = ()
     if reads.head and reads.expired_before is not None:
         found: list[FinishedEvent] = []
-        for kind, text in db.execute(
+        for kind, text, event_id in db.execute(
             _HEAD_AND_EXPIRED, (instance_id, reads.expired_before, reads.limit)
         ).fetchall():
             if kind == PENDING:
-                head = (text,)
+                head = (text, event_id)
             else:
-                found.append(finished_of(text))
+                found.append(finished_of(text, event_id))
         expired = tuple(sorted(found, key=lambda record: record.finished_at))
     else:
         if reads.head:
             head = db.execute(_HEAD, (instance_id,)).fetchone()
         if reads.expired_before is not None:
             rows = db.execute(_EXPIRED, (instance_id, reads.expired_before, reads.limit))
-            expired = tuple(finished_of(text) for (text,) in rows.fetchall())
+            expired = tuple(finished_of(text, event_id) for text, event_id in rows.fetchall())
     if reads.oldest:
         oldest = db.execute(_OLDEST, (instance_id,)).fetchone()
     ids = reads.event_ids if reads.event_id is None else (reads.event_id,)
@@ -140,9 +153,9 @@ def load_view(
         for event_id, state, text, neg_priority, seq, record in found_rows:
             if state == PENDING:
                 rank = db.execute(_RANK, (instance_id, neg_priority, seq)).fetchone()[0]
-                pending[event_id] = (item_of((text,)), rank)
+                pending[event_id] = (item_of((text, event_id)), rank)
             elif state == FINISHED:
-                records[event_id] = finished_of(record)
+                records[event_id] = finished_of(record, event_id)
     if reads.event_id is not None:
         item, ahead = pending.get(reads.event_id, (None, 0))
         return QueueView(
@@ -160,6 +173,12 @@ def load_view(
         oldest=item_of(oldest),
         expired=expired,
     )
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(error, path="$"))
+    return f"{type(error).__name__}: {error}"
 
 
 @attrs.define

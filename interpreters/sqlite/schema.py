@@ -13,13 +13,28 @@ sequence counter.
 layout, an older one is brought up to date by ``MIGRATIONS`` (whole or not at all), a
 newer one is refused. ``read_database`` is what ``durable-jobs inspect`` shows; it only
 reads, and reads files of older layouts as they are (it never migrates).
+
+Decisions:
+
+* Another program's database is not ours to change. ``check_owner`` runs before a
+  writer opens a file (before WAL is switched on): a missing or empty file, or one that
+  holds this library's tables, opens as before; a SQLite file holding only other
+  tables is refused with a ``StorageError`` that says how to opt in
+  (``add_schema=True``, ``durable-jobs worker --add-schema``), as ``inspect`` refuses it.
+* A value in ``schema_info`` that is not an integer is a ``StorageError`` naming the
+  table and the entry, never a bare ``ValueError``.
+* Times in the ``instances`` table are epoch milliseconds a ``datetime`` can show
+  (``MIN_INSTANT`` to ``MAX_INSTANT``). The read-only view keeps each column as stored,
+  so ``inspect`` shows a value that is not one as unreadable instead of failing.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import attrs
 
@@ -27,7 +42,9 @@ from durable_jobs import StorageError
 
 __all__ = [
     "FINISHED",
+    "MAX_INSTANT",
     "MIGRATIONS",
+    "MIN_INSTANT",
     "PENDING",
     "SCHEMA",
     "TAKEN",
@@ -35,6 +52,8 @@ __all__ = [
     "StoredDeadLetter",
     "StoredInstance",
     "StoredShard",
+    "check_owner",
+    "is_instant",
     "migrate",
     "open_read_only",
     "read_database",
@@ -48,6 +67,24 @@ of ``pool_events`` from enqueue to the end of its dedup retention, instead of a 
 an event update one row, about half the pages written per processed event."""
 PENDING, TAKEN, FINISHED = 0, 1, 2
 """``pool_events.state``."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+MIN_INSTANT: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MS
+MAX_INSTANT: Final = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MS
+"""The times (epoch milliseconds) an ``alarm_at`` or ``lease_until`` may hold: those a
+``datetime`` can show, years 1 to 9999. In SQLite's order every text or blob value sorts
+after every number, so ``> MAX_INSTANT`` on an index also finds those."""
+
+
+def is_instant(value: object) -> TypeGuard[int]:
+    """Whether a stored value is a time ``instances`` may hold.
+
+    >>> is_instant(1_767_225_600_000), is_instant("soon"), is_instant(2**62), is_instant(True)
+    (True, False, False, False)
+    """
+    return type(value) is int and MIN_INSTANT <= value <= MAX_INSTANT
+
+
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     2: ("DROP INDEX IF EXISTS queue_age",),
     3: (
@@ -114,13 +151,52 @@ CREATE TABLE IF NOT EXISTS telemetry (
 """
 
 
+def check_owner(path: str | Path, *, add_schema: bool) -> None:
+    """Refuse another program's SQLite file unless ``add_schema`` (see the header).
+
+    A path that is not an existing file is left to the caller (a new file, a folder or
+    ``:memory:``), and so is a file SQLite cannot read: opening it says why.
+    """
+    target = Path(path)
+    if add_schema or not target.is_file() or target.stat().st_size == 0:
+        return
+    try:
+        with closing(sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {
+                name
+                for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                if not name.startswith("sqlite_")
+            }
+    except sqlite3.Error:
+        return
+    if not tables or {"schema_info", "instances"} <= tables:
+        return
+    raise StorageError(
+        f"{str(path)!r} is not a durable-jobs database (it holds other tables: "
+        f"{', '.join(sorted(tables)[:5])}); to add the durable-jobs tables to it, pass "
+        "add_schema=True (durable-jobs worker --add-schema)"
+    )
+
+
+def schema_number(db: sqlite3.Connection, name: str) -> int | None:
+    """The integer ``schema_info`` holds under ``name`` (``None`` when there is no
+    entry); ``StorageError`` naming the table when it is something else."""
+    row = db.execute("SELECT value FROM schema_info WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    if type(row[0]) is not int:
+        raise StorageError(f"schema_info: {name} {row[0]!r} is not an integer")
+    value: int = row[0]
+    return value
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Create or update the layout (inside the caller's transaction)."""
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     stored = SCHEMA  # a new file starts at the current layout
     if "schema_info" in tables:
-        row = db.execute("SELECT value FROM schema_info WHERE name = 'schema'").fetchone()
-        stored = int(row[0]) if row else 0
+        stored = schema_number(db, "schema") or 0
+        schema_number(db, "alarm_seq")  # checked now, not at the first alarm
         if stored > SCHEMA:
             raise StorageError(
                 f"the database has schema {stored}, newer than this library ({SCHEMA})"
@@ -148,17 +224,19 @@ class NotADatabase(StorageError):
 
 @attrs.frozen
 class StoredInstance:
-    """One row of ``instances``, its snapshot as stored (JSON text)."""
+    """One row of ``instances`` as stored: its snapshot as JSON text, and the version
+    and times as SQLite holds them (a damaged row may hold text there; see
+    ``is_instant``)."""
 
     instance_id: str
     job_name: str
     job_type: str
     id: str
     snapshot_text: str
-    version: int
-    alarm_at: int | None
+    version: object
+    alarm_at: object
     running: bool
-    lease_until: int | None
+    lease_until: object
 
 
 @attrs.frozen
@@ -248,7 +326,15 @@ def read_database(connection: sqlite3.Connection, path: Path, limit: int) -> Dat
 def _instance(row: tuple[Any, ...]) -> StoredInstance:
     instance_id, job_name, job_type, user_id, text, version, alarm_at, running, lease = row
     return StoredInstance(
-        instance_id, job_name, job_type, user_id, text, int(version), alarm_at, bool(running), lease
+        str(instance_id),
+        str(job_name),
+        str(job_type),
+        str(user_id),
+        str(text),
+        version,
+        alarm_at,
+        running == 1,
+        lease,
     )
 
 
@@ -256,8 +342,10 @@ def _query(db: sqlite3.Connection, path: Path, limit: int) -> DatabaseView:
     def count(sql: str) -> int:
         return int(db.execute(sql).fetchone()[0])
 
-    row = db.execute("SELECT value FROM schema_info WHERE name = 'schema'").fetchone()
-    schema = int(row[0]) if row else 0
+    try:
+        schema = schema_number(db, "schema") or 0
+    except StorageError as error:
+        raise NotADatabase(f"cannot read {str(path)!r}: {error}") from None
     if schema > SCHEMA:
         raise NotADatabase(
             f"{str(path)!r} has schema {schema}, newer than this library understands ({SCHEMA})"

@@ -36,7 +36,23 @@ Id lists are bound as parameters (``IN (?, ?, …)`` in chunks), never passed th
 JSON function: SQLite's JSON functions end strings at NUL.
 
 Rows are JSON through the core's ``Codec``; a row that cannot be read raises
-``StorageError`` naming the instance.
+``StorageError`` naming the instance (a snapshot, a version that is not an integer, a
+queued event), or the table and row for records that are not an instance's (a dead
+letter, a telemetry event, ``schema_info``).
+
+What the worker may wait for is kept here too. ``next_wake`` is when something this
+worker can run may next become claimable: the earliest alarm of a job of this registry,
+held back to the end of the row's lease (a row set aside, or running elsewhere), or the
+end of a run's lease. Rows of other programs' jobs, and rows the worker is handling or
+has set aside, do not count, so a row the worker cannot run never makes it wake at once
+again and again. ``broken_rows`` finds the rows whose times are not times (an
+``alarm_at`` or ``lease_until`` that is text, or beyond what a ``datetime`` shows): the
+claims never pick them, so without it such an instance would silently never run.
+
+Decisions: ``telemetry`` returns this registry's events; those of other programs' jobs
+in a shared file are theirs (their user types are unknown here) and are skipped. A dead
+letter or telemetry row that cannot be read fails the whole read with a
+``StorageError`` naming the table and row id, rather than being left out silently.
 """
 
 from __future__ import annotations
@@ -46,7 +62,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 
@@ -62,7 +79,13 @@ from durable_jobs import (
 from durable_jobs.interpreters.clock import Clock, monotonic_of
 from durable_jobs.interpreters.engine import apply_queue_changes
 from durable_jobs.interpreters.sqlite.queue import SqlQueueRows, chunks, load_view
-from durable_jobs.interpreters.sqlite.schema import migrate
+from durable_jobs.interpreters.sqlite.schema import (
+    MAX_INSTANT,
+    MIN_INSTANT,
+    is_instant,
+    migrate,
+    schema_number,
+)
 from durable_jobs.protocol import Codec, CommitPlan, InstanceKey, QueueReads, QueueView, Snapshot
 
 __all__ = ["SYNCHRONOUS", "Claimed", "SqliteStore"]
@@ -113,6 +136,26 @@ _RUNNING: Final = (
 LeaseToken = tuple[str | None, int | None]
 """What a renewal changes in a running row: its owner and ``lease_until``."""
 
+
+_UPCOMING_ALARMS: Final = (
+    "SELECT instance_id, job_type, job_name, alarm_at, lease_until FROM instances "
+    "WHERE alarm_at IS NOT NULL AND alarm_at BETWEEN ? AND ? ORDER BY alarm_at, alarm_seq"
+)
+_UPCOMING_LEASES: Final = (
+    "SELECT instance_id, job_type, job_name, lease_until FROM instances "
+    "WHERE running = 1 AND lease_until BETWEEN ? AND ? ORDER BY lease_until"
+)
+_BROKEN: Final = (
+    "SELECT instance_id, job_type, job_name, alarm_at, running, lease_until FROM instances "
+    "WHERE alarm_at IS NOT NULL AND (alarm_at > ?1 OR alarm_at < ?2) "
+    "UNION SELECT instance_id, job_type, job_name, alarm_at, running, lease_until "
+    "FROM instances WHERE alarm_at IS NOT NULL AND alarm_at <= ?3 AND lease_until > ?1 "
+    "UNION SELECT instance_id, job_type, job_name, alarm_at, running, lease_until "
+    "FROM instances WHERE running = 1 AND (lease_until IS NULL OR lease_until > ?1)"
+)
+"""Rows the claims can never pick: an alarm that is not a time (text sorts after every
+number, so ``> MAX_INSTANT`` finds it on the alarm index), a due row whose lease is not
+a time, a run without a lease. Each part is a range of a partial index."""
 
 Claimed = tuple[InstanceKey, Instant | None, bool]
 """A claimable row: its key, its due alarm, and whether its run's lease expired."""
@@ -238,14 +281,15 @@ class SqliteStore:
         ).fetchone()
         if row is None:
             return None, None
+        version = _version(instance_id, row[1])
         codec = self.codecs[definition.name]
-        return codec.decode_snapshot(row[0], instance=instance_id), int(row[1])
+        return codec.decode_snapshot(row[0], instance=instance_id), version
 
     def version(self, instance_id: str) -> int | None:
         row = self.db.execute(
             "SELECT version FROM instances WHERE instance_id = ?", (instance_id,)
         ).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else _version(instance_id, row[0])
 
     def queue_view(
         self, definition: Definition, instance_id: str, reads: QueueReads
@@ -317,11 +361,7 @@ class SqliteStore:
     def _next_alarm_seq(self) -> int:
         """The next alarm sequence number: read once per transaction, stored at commit."""
         if self._seq is None:
-            self._seq = int(
-                self.db.execute(
-                    "SELECT value FROM schema_info WHERE name = 'alarm_seq'"
-                ).fetchone()[0]
-            )
+            self._seq = schema_number(self.db, "alarm_seq") or 0
             self._seq_read = self._seq
         self._seq += 1
         return self._seq
@@ -336,27 +376,95 @@ class SqliteStore:
         return InstanceKey(row[0], row[1], row[2]), Instant(row[3])
 
     def next_alarm(self) -> Instant | None:
+        """The earliest alarm of a job this store runs (an alarm that is not a time is
+        left to ``broken_rows``)."""
+        with (
+            self.lock,
+            closing(self.db.execute(_UPCOMING_ALARMS, (MIN_INSTANT, MAX_INSTANT))) as rows,
+        ):
+            for _, job_type, job_name, at, _ in rows:
+                if (job_type, job_name) in self.runnable and type(at) is int:
+                    return Instant(at)
+        return None
+
+    def next_wake(self, now: Instant, skip: Collection[str]) -> Instant | None:
+        """When a row this worker could claim may next be due (see the module header):
+        ``None`` when none can. Rows in ``skip`` (handled by this process) do not count."""
+        best: int | None = None
+        runnable = self.runnable
         with self.lock:
-            row = self.db.execute(
-                "SELECT MIN(alarm_at) FROM instances WHERE alarm_at IS NOT NULL"
-            ).fetchone()
-        return None if row[0] is None else Instant(row[0])
+            with closing(self.db.execute(_UPCOMING_ALARMS, (MIN_INSTANT, MAX_INSTANT))) as rows:
+                for instance_id, job_type, job_name, at, lease in rows:
+                    if best is not None and at >= best:
+                        break  # every later row is due later still
+                    if (job_type, job_name) not in runnable or instance_id in skip:
+                        continue
+                    if type(at) is not int or (lease is not None and not is_instant(lease)):
+                        continue  # not a time: ``broken_rows`` reports it
+                    when = at if lease is None or lease <= now else max(at, lease)
+                    best = when if best is None else min(best, when)
+            with closing(self.db.execute(_UPCOMING_LEASES, (MIN_INSTANT, MAX_INSTANT))) as rows:
+                for instance_id, job_type, job_name, lease in rows:
+                    if best is not None and lease >= best:
+                        break
+                    if (job_type, job_name) in runnable and instance_id not in skip:
+                        best = lease
+                        break
+        return None if best is None else Instant(best)
+
+    def broken_rows(self, now: Instant) -> list[tuple[str, str]]:
+        """The rows of this registry's jobs that the claims can never pick because a time
+        in them is not a time, each with what is wrong; rows set aside (leased until a
+        time still to come) are left out until their lease ends."""
+        with self.lock:
+            rows = self.db.execute(_BROKEN, (MAX_INSTANT, MIN_INSTANT, now)).fetchall()
+        found: list[tuple[str, str]] = []
+        for instance_id, job_type, job_name, at, running, lease in rows:
+            if (job_type, job_name) not in self.runnable:
+                continue  # another program's row: its own workers report it
+            if is_instant(lease) and lease > now:
+                continue  # set aside (or leased) for now
+            if at is not None and not is_instant(at):
+                problem = f"stored alarm_at {at!r} is not a time"
+            elif lease is not None:
+                problem = f"stored lease_until {lease!r} is not a time"
+            elif running == 1:
+                problem = "a run is in flight without a lease"
+            else:  # pragma: no cover - the query selects no other row
+                continue
+            found.append((instance_id, f"instance {instance_id}: {problem}"))
+        return found
+
+    @cached_property
+    def runnable(self) -> frozenset[tuple[str, str]]:
+        """``(job_type, job_name)`` of every job of this store's registry."""
+        return frozenset((c.definition.job_type, name) for name, c in self.codecs.items())
 
     def dead_letters(self, definition: Definition) -> list[DeadLetter[Any]]:
         codec = self.codecs[definition.name]
         with self.lock:
             rows = self.db.execute(
-                "SELECT record FROM dead_letters WHERE job_name = ? ORDER BY id",
+                "SELECT id, record FROM dead_letters WHERE job_name = ? ORDER BY id",
                 (definition.name,),
             ).fetchall()
-        return [codec.decode_dead_letter(json.loads(text)) for (text,) in rows]
+        return [
+            _read_row("dead_letters", row_id, definition.name, text, codec.decode_dead_letter)
+            for row_id, text in rows
+        ]
 
     # ------------------------------------------------------------------ others
     def telemetry(self) -> list[TelemetryEvent]:
-        """Every telemetry event in the outbox, in commit order."""
+        """Every telemetry event of this registry's jobs in the outbox, in commit order."""
         with self.lock:
-            rows = self.db.execute("SELECT job_name, event FROM telemetry ORDER BY id").fetchall()
-        return [self.codecs[name].decode_event(json.loads(text)) for name, text in rows]
+            rows = self.db.execute(
+                "SELECT id, job_name, event FROM telemetry ORDER BY id"
+            ).fetchall()
+        codecs = self.codecs
+        return [
+            _read_row("telemetry", row_id, name, text, codecs[name].decode_event)
+            for row_id, name, text in rows
+            if name in codecs
+        ]
 
     def data_version(self) -> int:
         """SQLite's ``data_version``: it changes when another connection commits."""
@@ -439,3 +547,19 @@ class SqliteStore:
                 "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE instance_id = ?",
                 (self._owner, self._clock.now() + self._lease_ms, instance_id),
             )
+
+
+def _version(instance_id: str, value: object) -> int:
+    """A stored ``version``; ``StorageError`` naming the instance when it is no integer."""
+    if type(value) is not int:
+        raise StorageError(f"instance {instance_id}: stored version {value!r} is not an integer")
+    return value
+
+
+def _read_row(table: str, row_id: int, job_name: str, text: object, decode: Any) -> Any:
+    """``decode`` a JSON row of ``table``; ``StorageError`` naming the table, the row id
+    and the job when the row is not JSON or not what ``decode`` reads."""
+    try:
+        return decode(json.loads(text))  # type: ignore[arg-type]
+    except (ValueError, TypeError, StorageError) as error:
+        raise StorageError(f"{table} row {row_id} of {job_name!r}: {error}") from None

@@ -36,10 +36,23 @@ file.
 interpreter's simulation surface (``advance``, ``advance_to``, ``next_alarm_at``), and
 the same scenarios run deterministically; the contract suite runs that way.
 
+*Rows it cannot run.* A row that cannot be read is reported (``errors`` and the
+``durable_jobs`` logger, as a ``StorageError`` naming it) and set aside: leased for one
+lease period, so it is reported again at most once a lease while it stays bad, and a
+row repaired by hand runs again. A row whose ``alarm_at`` or ``lease_until`` is not a
+time is never claimed, so the worker looks for such rows (``broken_rows``) before each
+``run_due`` and before it sleeps, and reports and sets them aside the same way (setting
+aside gives a lease that is not a time a real one: when it ends, the row is claimed as
+usual, and a run it held counts as interrupted). The worker sleeps until ``next_wake``,
+which leaves out rows set aside, rows of other programs' jobs and rows it is handling:
+a row it cannot run never makes it wake at once again and again.
+
 Decisions: ``stop()`` is graceful (no new work; runs going
 finish and their outcomes commit before ``run_forever`` returns), ``close()`` is not
 (a run cut off counts as interrupted when its lease expires); a due row of a job this
-registry does not define is left alone (another program sharing the file runs it).
+registry does not define is left alone (another program sharing the file runs it). A
+file holding another program's tables is refused unless ``add_schema=True`` (see
+``schema.check_owner``).
 """
 
 from __future__ import annotations
@@ -68,6 +81,7 @@ from durable_jobs import (
 )
 from durable_jobs.interpreters.clock import Clock, SystemClock
 from durable_jobs.interpreters.engine import UNCOMMITTABLE, Chain, Engine, Restart
+from durable_jobs.interpreters.sqlite.schema import check_owner
 from durable_jobs.interpreters.sqlite.store import SYNCHRONOUS, SqliteStore
 from durable_jobs.protocol import (
     AlarmFired,
@@ -137,6 +151,7 @@ class SqliteInterpreter(Engine):
         group_commit: int = GROUP_COMMIT,
         batch: int = BATCH,
         busy_timeout: timedelta | str = "30 seconds",
+        add_schema: bool = False,
     ) -> None:
         if not isinstance(jobs, Jobs):
             raise TypeError(f"expected a Jobs registry, got {jobs!r}")
@@ -151,6 +166,7 @@ class SqliteInterpreter(Engine):
         chosen: Clock = clock if clock is not None else SystemClock()
         self._owner = uuid.uuid4().hex
         self._lease_ms = lease_ms
+        check_owner(path, add_schema=add_schema)
         self._sql = SqliteStore(
             jobs,
             path,
@@ -223,6 +239,7 @@ class SqliteInterpreter(Engine):
         """
         taken = 0
         ready: list[Ready] = []
+        self._set_aside_broken()
         try:
             while True:
                 room = min(self._batch - len(ready), limit - taken)
@@ -333,11 +350,7 @@ class SqliteInterpreter(Engine):
                         with suppress(queue.Empty):
                             collect(*outcomes.get(timeout=poll_s))
                         continue
-                    upcoming = self.next_alarm_at()
-                    wait = poll_s
-                    if upcoming is not None:
-                        wait = min(poll_s, max(0.0, (upcoming - self.now()).total_seconds()))
-                    self._sleep(wait)
+                    self._sleep(self._wait(poll_s))
             except (DurableJobsError, sqlite3.Error):
                 if self.closed():
                     return  # closed while claiming or writing
@@ -383,6 +396,21 @@ class SqliteInterpreter(Engine):
     def _abandon(self, chain: Chain) -> None:
         """Give a chain up (its run's lease expires: the attempt counts as interrupted)."""
         self._let_go(chain)
+
+    def _wait(self, poll_s: float) -> float:
+        """Seconds to sleep: until a row this worker can claim may be due, at most
+        ``poll_s``. Rows that can never be claimed are reported and set aside first."""
+        self._set_aside_broken()
+        now = self._clock.now()
+        upcoming = self._sql.next_wake(now, self._busy | self._claimed | self._foreign)
+        if upcoming is None:
+            return poll_s
+        return min(poll_s, max(0.0, (upcoming - now) / 1000))
+
+    def _set_aside_broken(self) -> None:
+        """Report and set aside the rows whose times are not times (see the header)."""
+        for instance_id, problem in self._sql.broken_rows(self._clock.now()):
+            self._report(instance_id, StorageError(problem))
 
     def _sleep(self, seconds: float) -> None:
         """Wait up to ``seconds``: less if woken in-process or another process wrote."""

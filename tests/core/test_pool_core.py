@@ -5,11 +5,12 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable_jobs import Instant, JobFailed, Jobs, WorkerPool
+from durable_jobs import Instant, JobFailed, Jobs, PoolQueueRepaired, WorkerPool
 from durable_jobs.protocol import (
     AlarmFired,
     CancelAlarm,
     Emit,
+    InstanceKey,
     Persist,
     PoolEnqueue,
     PoolSnapshot,
@@ -18,6 +19,7 @@ from durable_jobs.protocol import (
     QueueView,
     RunInterrupted,
     RunUserCode,
+    ScheduleAlarm,
     ScheduleRetry,
     TakeQueueItem,
     decide,
@@ -85,3 +87,49 @@ def test_a_run_is_recorded_as_started_and_an_interruption_counts_as_a_failure() 
     failed = [c.event for c in crashed.commands if isinstance(c, Emit)]
     assert isinstance(failed[0], JobFailed)
     assert failed[0].error.type == "Interrupted"
+
+
+@given(
+    queued=st.integers(-3, 40),
+    priorities=st.lists(st.tuples(st.integers(-5, 5), st.integers(-3, 9)), max_size=3),
+    late=st.integers(0, 600_000),
+)
+def test_counters_that_promise_rows_the_queue_does_not_hold_are_repaired_not_re_armed(
+    queued: int, priorities: list[tuple[int, int]], late: int
+) -> None:
+    """A fired alarm whose head read finds no pending row proves every counter wrong
+    (a row deleted by hand): the counters become what the rows show (none), the repair
+    is reported once, and no alarm is left due to fire again at once."""
+    pool = Jobs(p=WorkerPool.make(event=str, concurrency=1, execute=print))["p"]
+    due = Instant(1_000)
+    now = Instant(due + late)
+    shard: PoolSnapshot[str] = PoolSnapshot(
+        key=InstanceKey("workerPool", "p", "0"),
+        created_at=Instant(0),
+        queued=queued,
+        priorities=tuple(priorities),
+        alarm_at=due,
+        version=3,
+    )
+    fired = decide(pool, PoolView(shard, QueueView()), AlarmFired(due), now).unwrap()
+    after = fired.snapshot
+    assert isinstance(after, PoolSnapshot)
+    assert (after.queued, after.priorities) == (0, ())
+    assert after.alarm_at is None
+    assert not [c for c in fired.commands if isinstance(c, ScheduleAlarm)]
+    repaired = [c.event for c in fired.commands if isinstance(c, Emit)]
+    if queued or priorities:
+        assert repaired == [
+            PoolQueueRepaired(
+                job_type="workerPool",
+                job_name="p",
+                instance_id="workerPool:p:0",
+                id="0",
+                timestamp=now,
+                counted=queued,
+            )
+        ]
+    else:
+        assert repaired == []  # an empty shard's counters were right: nothing to report
+    again = decide(pool, PoolView(after, QueueView()), AlarmFired(due), now).unwrap()
+    assert not [c for c in again.commands if isinstance(c, Emit | ScheduleAlarm)]
