@@ -309,48 +309,55 @@ class SqliteInterpreter(Engine):
                 active.pop(chain.key.instance_id, None)
                 self._abandon(chain)
 
+        def step() -> bool:
+            """One round: collect outcomes, claim, commit, start runs, or sleep. True
+            when the worker is stopped and every outcome is committed."""
+            nonlocal ready
+            while True:
+                try:
+                    collect(*outcomes.get_nowait())
+                except queue.Empty:
+                    break
+            taking = self._running()
+            if taking and len(active) < workers:
+                fresh = self._claim(workers - len(active))
+                active.update((chain.key.instance_id, chain) for chain in fresh)
+                ready.extend((chain, None) for chain in fresh)
+            if ready:
+                runs = self._advance(ready)
+                going = {chain.key.instance_id for chain, _ in runs}
+                for chain, _ in ready:
+                    if chain.key.instance_id not in going:
+                        active.pop(chain.key.instance_id, None)
+                ready = []
+                for chain, run in runs:
+                    pool.submit(run_one, chain, run)
+                return False
+            if not taking and not active:
+                return True
+            if len(active) >= workers or not taking:
+                # Every slot is busy (or no more are taken up): only an outcome can
+                # bring work, so wait for one without polling the database.
+                with suppress(queue.Empty):
+                    collect(*outcomes.get(timeout=poll_s))
+                return False
+            self._sleep(self._wait(poll_s))
+            return False
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-jobs") as pool:
             try:
                 while not self.closed():
-                    while True:
-                        try:
-                            collect(*outcomes.get_nowait())
-                        except queue.Empty:
-                            break
-                    taking = self._running()
-                    if taking and len(active) < workers:
-                        fresh = self._claim(workers - len(active))
-                        active.update((chain.key.instance_id, chain) for chain in fresh)
-                        ready.extend((chain, None) for chain in fresh)
-                    if ready:
-                        try:
-                            runs = self._advance(ready)
-                        except sqlite3.OperationalError as error:
-                            # The file is locked past the busy timeout (or the disk
-                            # failed): nothing of the batch was written. Keep it and
-                            # try again; the heartbeat keeps the runs' leases.
-                            if self.closed():
-                                return
-                            _log.warning("could not write (%s); trying again", error)
-                            self._sleep(min(poll_s, RETRY_PAUSE))
-                            continue
-                        going = {chain.key.instance_id for chain, _ in runs}
-                        for chain, _ in ready:
-                            if chain.key.instance_id not in going:
-                                active.pop(chain.key.instance_id, None)
-                        ready = []
-                        for chain, run in runs:
-                            pool.submit(run_one, chain, run)
-                        continue
-                    if not taking and not active:
-                        return  # stopped, and every run's outcome is committed
-                    if len(active) >= workers or not taking:
-                        # Every slot is busy (or no more are taken up): only an outcome
-                        # can bring work, so wait for one without polling the database.
-                        with suppress(queue.Empty):
-                            collect(*outcomes.get(timeout=poll_s))
-                        continue
-                    self._sleep(self._wait(poll_s))
+                    try:
+                        if step():
+                            return  # stopped, and every run's outcome is committed
+                    except sqlite3.OperationalError as error:
+                        # The file is locked past the busy timeout (or the disk failed):
+                        # nothing of the failed write was kept. The ready chains wait
+                        # for the next try; the heartbeat keeps their runs' leases.
+                        if self.closed():
+                            return
+                        _log.warning("could not use the database (%s); trying again", error)
+                        self._sleep(min(poll_s, RETRY_PAUSE))
             except (DurableJobsError, sqlite3.Error):
                 if self.closed():
                     return  # closed while claiming or writing
@@ -462,7 +469,10 @@ class SqliteInterpreter(Engine):
                     self._held.discard(chain.key.instance_id)
             raise
         for chain, problem in failed:
-            self._report(chain.key.instance_id, problem)
+            try:
+                self._report(chain.key.instance_id, problem)
+            except sqlite3.OperationalError as error:  # the runs committed above must start
+                _log.warning("could not set %s aside (%s)", chain.key.instance_id, error)
         return runs
 
     def _let_go(self, chain: Chain) -> None:
