@@ -40,6 +40,9 @@ Shared here, because every interpreter needs them the same way:
   at once, for the memory interpreter, whose runs are all in this process).
 * *The manual clock.* ``advance``/``advance_to`` fire due alarms one at a time in time
   order, each with the clock set to its own due time.
+* *Stale alarms.* An alarm the core ignores (it is not the one the snapshot waits for:
+  another worker fired it first, or the stored alarm was edited by hand) leaves the
+  store's alarm set to the snapshot's own, so it cannot fire again and again.
 * *Outcomes that cannot be committed.* A successful run whose results cannot be
   decided or stored (a value the store refuses, an alarm out of range: any
   ``ValueError``, ``TypeError``, ``ArithmeticError`` or ``RecursionError``; a
@@ -499,6 +502,7 @@ class Engine:
             else:
                 snapshot, version = store.load(definition, key.instance_id)
         kind = self._kinds[definition.name]
+        fired = input_.at if type(input_) is AlarmFired else None
         plan: CommitPlan[Any] | None = None
         written, stored = False, None
         while True:
@@ -531,6 +535,13 @@ class Engine:
                 break
             chain.refired += 1
             input_, snapshot = AlarmFired(due), after
+        if plan is None and fired is not None:
+            kept = transition.snapshot
+            if kept is not None and kept.alarm_at != fired:
+                # The store fired an alarm its snapshot does not hold (a stale or
+                # hand-edited alarm): set the store's alarm to the snapshot's, or it
+                # would fire again and again, changing nothing.
+                plan = CommitPlan(key, version, alarm_changed=True, alarm_at=kept.alarm_at)
         if plan is not None:
             if defer is None:
                 store.commit(definition, plan)

@@ -279,6 +279,25 @@ def test_a_shard_whose_counters_promise_a_deleted_row_is_repaired_and_the_worker
         assert [(e.instance_id, e.counted) for e in repaired] == [("workerPool:p:0", 1)]
 
 
+def test_an_alarm_column_its_snapshot_does_not_hold_is_set_right_not_fired_forever(
+    tmp_path: Path,
+) -> None:
+    """An ``alarm_at`` edited by hand to a due time the snapshot does not wait for: the
+    core ignores that alarm, and the engine sets the column back to the snapshot's own,
+    so the worker does not fire it again and again; the task runs at its real time."""
+    ran.clear()
+    path = tmp_path / "jobs.db"
+    with SqliteInterpreter(JOBS, path) as setup:
+        setup.client().task("t").send(id="later", event=1_500)  # due in 1.5 s
+    _raw(path, ("UPDATE instances SET alarm_at = 1000 WHERE user_id = 'later'", ()))
+    with _worker(path) as (db, claims):
+        time.sleep(0.2)
+        assert _idle_claims(claims, 0.5) <= IDLE_CLAIMS
+        assert ran == []  # not run early either
+        _wait_until(lambda: ran == ["later"])
+        assert db.errors == []
+
+
 # ------------------------------------------------------- another program's database
 
 
