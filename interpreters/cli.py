@@ -154,10 +154,22 @@ def demo(db: Path | None) -> int:
     metavar="DURATION",
     default="30 seconds",
     show_default=True,
-    callback=lambda _ctx, _param, value: _duration_option(value),
+    callback=lambda _ctx, param, value: _duration_option(param, value),
     help=(
-        "How long a run may take before it is treated as interrupted (its worker presumed "
-        "dead) and retried; keep it above the longest run."
+        "How long a run stays this worker's without a renewal: the worker renews it every "
+        "third of it while the run goes on; a run seen unrenewed this long (its worker "
+        "died) is treated as interrupted and retried."
+    ),
+)
+@click.option(
+    "--busy-timeout",
+    metavar="DURATION",
+    default="30 seconds",
+    show_default=True,
+    callback=lambda _ctx, param, value: _duration_option(param, value),
+    help=(
+        "How long a write waits for another connection's lock before it gives up and is "
+        "tried again (a warning is logged each time)."
     ),
 )
 @click.option(
@@ -169,7 +181,13 @@ def demo(db: Path | None) -> int:
     ),
 )
 def worker(
-    target: str, db: Path, synchronous: str, workers: int, lease: str, add_schema: bool
+    target: str,
+    db: Path,
+    synchronous: str,
+    workers: int,
+    lease: str,
+    busy_timeout: str,
+    add_schema: bool,
 ) -> int:
     """Run the due work of the Jobs registry MODULE:JOBS on a SQLite file.
 
@@ -183,7 +201,14 @@ def worker(
         raise CliError(f"{str(db)!r} is a folder, not a database file")
     if not db.absolute().parent.is_dir():
         raise CliError(f"the folder of the database {str(db)!r} does not exist")
-    with SqliteInterpreter(jobs, db, synchronous=synchronous, lease=lease, add_schema=add_schema):
+    with SqliteInterpreter(
+        jobs,
+        db,
+        synchronous=synchronous,
+        lease=lease,
+        busy_timeout=busy_timeout,
+        add_schema=add_schema,
+    ):
         pass  # the database opens (or is created) and the options are valid
     console = output.console(stderr=True)
     names = ", ".join(jobs)
@@ -199,18 +224,24 @@ def worker(
         console.out(announce)
     with running:
         code = serve(
-            target, db, synchronous=synchronous, workers=workers, lease=lease, add_schema=add_schema
+            target,
+            db,
+            synchronous=synchronous,
+            workers=workers,
+            lease=lease,
+            busy_timeout=busy_timeout,
+            add_schema=add_schema,
         )
     console.out("durable-jobs worker: stopped")
     return code
 
 
-def _duration_option(value: str) -> str:
-    """A ``--lease`` value that ``parse_duration`` reads, or a usage error."""
+def _duration_option(param: click.Parameter, value: str) -> str:
+    """A duration option's value that ``parse_duration`` reads, or a usage error."""
     try:
-        parse_duration(value, what="lease")
+        parse_duration(value, what="option")
     except DefinitionError as error:
-        raise click.BadParameter(str(error).removeprefix("lease: ")) from None
+        raise click.BadParameter(str(error).removeprefix("option: ")) from None
     return value
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from durable_jobs import DurableJobsError, Jobs
+from durable_jobs.interpreters.clock import Clock
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
 
 __all__ = ["WorkerSetupError", "load_jobs", "serve"]
@@ -64,16 +65,25 @@ def serve(
     synchronous: str = "FULL",
     workers: int = 8,
     lease: str = "30 seconds",
+    busy_timeout: str = "30 seconds",
     add_schema: bool = False,
+    clock: Clock | None = None,
 ) -> int:
     """Run a worker for ``target`` on ``db`` until SIGTERM/SIGINT; the exit status.
-    ``add_schema`` lets it add its tables to a file holding another program's."""
+    ``add_schema`` lets it add its tables to a file holding another program's; the
+    other options are ``SqliteInterpreter``'s (``clock`` for tests and simulations)."""
     jobs = load_jobs(target)
     path = Path(db)
     if not path.parent.is_dir():
         raise WorkerSetupError(f"the folder of the database {str(path)!r} does not exist")
     interpreter = SqliteInterpreter(
-        jobs, path, synchronous=synchronous, lease=lease, add_schema=add_schema
+        jobs,
+        path,
+        clock=clock,
+        synchronous=synchronous,
+        lease=lease,
+        busy_timeout=busy_timeout,
+        add_schema=add_schema,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:

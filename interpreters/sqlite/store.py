@@ -25,12 +25,15 @@ first seen, and the lease has run out only when that token has not changed for a
 lease on the monotonic clock *and* ``lease_until`` has passed on the wall clock. A clock
 step alone therefore never starts a second run; the price is that a worker that starts
 up recovers a dead worker's run one lease after it first sees the row, not at once.
-Renewals need the write lock; when this store waited long for it (more than a tenth of
-a lease) or could not get it, another connection held it and the owners' heartbeats may
-have been shut out too, so every observation starts again from then: a run is not taken
-from a worker because the file was locked. (An observer that gets the lock at once after
-a lock that shut renewals out for a whole lease cannot tell; the owner's heartbeat then
-finds its run taken over and says so in the log.)
+Renewals need the write lock. When this store could not get it, or waited long for it
+(more than a tenth of a lease), another connection held it and the owners' heartbeats
+were shut out too: no lease runs out while this store's last try failed, and once it
+gets the lock again every observation starts afresh from then, so the owners have a
+whole lease to renew. A run is not taken from a worker because the file was locked. (An
+observer that never tried to write while renewals were shut out cannot tell; should it
+take a run over, the owner's heartbeat finds that out and says so in the log.) Claims
+only read, so they may offer a run whose lease looks out; the write transaction that
+would recover it decides, by these rules, after it got the lock.
 
 Id lists are bound as parameters (``IN (?, ?, …)`` in chunks), never passed through a
 JSON function: SQLite's JSON functions end strings at NUL.
@@ -107,6 +110,9 @@ _UPSERT_WITH_ALARM: Final = (
     " lease_owner = excluded.lease_owner, lease_until = excluded.lease_until,"
     " alarm_at = excluded.alarm_at, alarm_seq = excluded.alarm_seq"
 )
+OPEN_TIMEOUT: Final = 30.0
+"""Seconds opening a file waits for another connection's lock, whatever the busy
+timeout."""
 STALL_FLOOR_MS: Final = 50
 """A wait for the write lock longer than a tenth of a lease (and than this many ms)
 means another connection held it: observations of leases start again (module header)."""
@@ -186,7 +192,8 @@ class SqliteStore:
         # Leases of other runs as seen here: token, and the monotonic time it was first
         # seen; and when the write lock was last found held for long (module header).
         self._seen: dict[str, tuple[LeaseToken, int]] = {}
-        self._stalled: int | None = None
+        self._blocked = False  # the last try to take the write lock failed
+        self._writable_since: int | None = None  # when it was taken after a long wait
         self._stall_ms = max(lease_ms / 10, STALL_FLOOR_MS)
         self.lock = threading.RLock()
         self._closed = False
@@ -194,13 +201,17 @@ class SqliteStore:
         self._seq: int | None = None  # the alarm sequence within the open transaction
         self._seq_read: int | None = None
         try:
+            # Opening waits for another connection's lock at least OPEN_TIMEOUT: a worker
+            # started while the file is busy should start, not exit.
+            opening = max(busy_ms / 1000, OPEN_TIMEOUT)
             self.db = sqlite3.connect(
-                str(path), isolation_level=None, timeout=busy_ms / 1000, check_same_thread=False
+                str(path), isolation_level=None, timeout=opening, check_same_thread=False
             )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             with self.transaction():
                 migrate(self.db)
+            self.db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         except sqlite3.Error as error:
             raise StorageError(f"cannot open the database {str(path)!r}: {error}") from None
 
@@ -224,10 +235,13 @@ class SqliteStore:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:
-                self._stalled = self._monotonic()  # someone holds the write lock
+                self._blocked = True  # someone holds the write lock: renewals are shut out
                 raise
-            if (time.monotonic() - asked) * 1000 > self._stall_ms:
-                self._stalled = self._monotonic()  # held long: renewals were shut out
+            if self._blocked or (time.monotonic() - asked) * 1000 > self._stall_ms:
+                # The lock was held long by another connection, and is free now: the
+                # owners' heartbeats get a whole lease from here (module header).
+                self._blocked = False
+                self._writable_since = self._monotonic()
             self._seq = self._seq_read = None
             self._outbox.clear()
             try:
@@ -510,7 +524,7 @@ class SqliteStore:
         until = token[1]
         if until is not None and until > now:
             return False
-        since = first if self._stalled is None else max(first, self._stalled)
+        since = first if self._writable_since is None else max(first, self._writable_since)
         return mono - since >= self._lease_ms
 
     def lease_expired(self, instance_id: str) -> bool:

@@ -9,6 +9,7 @@ seconds on its first attempt, so that a kill can be made to land mid-run for cer
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -23,6 +24,7 @@ from durable_jobs import (
     Debounce,
     DebounceContext,
     DebounceEventContext,
+    Instant,
     Jobs,
     PoolContext,
     Retry,
@@ -30,6 +32,7 @@ from durable_jobs import (
     TaskContext,
     WorkerPool,
 )
+from durable_jobs.interpreters.clock import SystemClock
 
 
 def log(*words: object) -> None:
@@ -115,18 +118,48 @@ JOBS = Jobs(
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_worker(db: Path, *, workers: int, lease: str = "30 seconds") -> subprocess.Popen[bytes]:
-    """A worker process serving ``JOBS`` on ``db`` (the log variable is inherited)."""
+class OffsetClock(SystemClock):
+    """The wall clock moved forward by the milliseconds written in the file named by
+    ``DURABLE_JOBS_CLOCK_OFFSET`` (a test steps every worker's wall clock at once, as an
+    NTP step or a resumed VM would); its monotonic clock is the system's, unmoved."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._offset = 0
+        self._read_at = 0.0
+
+    def now(self) -> Instant:
+        if time.monotonic() - self._read_at > 0.02:  # re-read it at most 50 times a second
+            self._read_at = time.monotonic()
+            with contextlib.suppress(OSError, ValueError):  # being rewritten: keep the last
+                self._offset = int(Path(self._path).read_text() or "0")
+        return Instant(super().now() + self._offset)
+
+
+def start_worker(
+    db: Path,
+    *,
+    workers: int,
+    lease: str = "30 seconds",
+    busy_timeout: str = "30 seconds",
+    stderr: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """A worker process serving ``JOBS`` on ``db`` (the log variable is inherited; with
+    ``DURABLE_JOBS_CLOCK_OFFSET`` set, its wall clock is an ``OffsetClock``). Its
+    standard error is a pipe, or appended to ``stderr``."""
     code = (
-        "import sys\n"
+        "import os, sys\n"
         "from durable_jobs.interpreters.worker import serve\n"
-        "sys.exit(serve('tests.sqlite.crash_jobs:JOBS', sys.argv[1], "
-        f"lease={lease!r}, workers={workers}))\n"
+        "from tests.sqlite.crash_jobs import OffsetClock\n"
+        "offset = os.environ.get('DURABLE_JOBS_CLOCK_OFFSET')\n"
+        "clock = None if offset is None else OffsetClock(offset)\n"
+        "sys.exit(serve('tests.sqlite.crash_jobs:JOBS', sys.argv[1], clock=clock, "
+        f"lease={lease!r}, busy_timeout={busy_timeout!r}, workers={workers}))\n"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code, str(db)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr is None else stderr.open("ab"),
     )
