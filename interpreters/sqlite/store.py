@@ -46,7 +46,8 @@ letter, a telemetry event, ``schema_info``).
 What the worker may wait for is kept here too. ``next_wake`` is when something this
 worker can run may next become claimable: the earliest alarm of a job of this registry,
 held back to the end of the row's lease (a row set aside, or running elsewhere), or the
-end of a run's lease. Rows of other programs' jobs, and rows the worker is handling or
+moment a run's lease can run out by the rule above (a whole lease after it was first
+seen unrenewed). Rows of other programs' jobs, and rows the worker is handling or
 has set aside, do not count, so a row the worker cannot run never makes it wake at once
 again and again. ``broken_rows`` finds the rows whose times are not times (an
 ``alarm_at`` or ``lease_until`` that is text, or beyond what a ``datetime`` shows): the
@@ -417,13 +418,19 @@ class SqliteStore:
                         continue  # not a time: ``broken_rows`` reports it
                     when = at if lease is None or lease <= now else max(at, lease)
                     best = when if best is None else min(best, when)
+            mono = self._monotonic()
             with closing(self.db.execute(_UPCOMING_LEASES, (MIN_INSTANT, MAX_INSTANT))) as rows:
                 for instance_id, job_type, job_name, lease in rows:
-                    if best is not None and lease >= best:
-                        break
-                    if (job_type, job_name) in runnable and instance_id not in skip:
-                        best = lease
-                        break
+                    if (job_type, job_name) not in runnable or instance_id in skip:
+                        continue
+                    # A lease runs out a whole lease after it was first seen unrenewed
+                    # (see ``_ran_out``), and not before its end on the wall clock.
+                    seen = self._seen.get(instance_id)
+                    first = mono if seen is None else seen[1]
+                    if self._writable_since is not None:
+                        first = max(first, self._writable_since)
+                    when = max(lease, now + first + self._lease_ms - mono)
+                    best = when if best is None else min(best, when)
         return None if best is None else Instant(best)
 
     def broken_rows(self, now: Instant) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,9 +78,11 @@ def _long_task(runs: Runs, seconds: float = RUN_SECONDS) -> Jobs:
 
 
 @contextmanager
-def _workers(*interpreters: SqliteInterpreter) -> Iterator[list[threading.Thread]]:
+def _workers(
+    *interpreters: SqliteInterpreter, poll: str = "50 ms"
+) -> Iterator[list[threading.Thread]]:
     threads = [
-        threading.Thread(target=db.run_forever, kwargs={"poll": "50 ms", "workers": 2})
+        threading.Thread(target=db.run_forever, kwargs={"poll": poll, "workers": 2})
         for db in interpreters
     ]
     for thread in threads:
@@ -228,3 +231,45 @@ def test_odd_event_ids_are_deduplicated_in_batches(tmp_path: Path, odd: str) -> 
         assert [r.duplicate for r in after] == [True, False]
         status = client.status()
         assert (status.total_pending, status.total_processed) == (1, 601)
+
+
+def test_a_worker_waiting_for_a_dead_workers_lease_to_run_out_sleeps_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """A run whose lease ended long ago on the wall clock, but which this worker sees
+    only now, is not recovered for a lease; the worker sleeps until then instead of
+    polling in a loop, then recovers it (the interrupted attempt is retried)."""
+    attempts: list[int] = []
+
+    def execute(ctx: PoolContext[int]) -> None:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise KeyboardInterrupt  # the worker dies mid-run
+
+    retry = Retry(max_attempts=3, backoff=Backoff.constant("0 seconds"), jitter=False)
+    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute, retry=retry))
+    path = tmp_path / "jobs.db"
+    with SqliteInterpreter(jobs, path, synchronous="OFF") as first:
+        first.client().worker_pool("pool").enqueue(id="e", event=1)
+        with pytest.raises(KeyboardInterrupt):
+            first.run_due()
+    with sqlite3.connect(path) as raw:  # it died long ago
+        raw.execute("UPDATE instances SET lease_until = 1000 WHERE running = 1")
+    worker = SqliteInterpreter(jobs, path, synchronous="OFF", lease="1500 ms")
+    claims = 0
+    claim_due = worker._sql.claim_due
+
+    def counted(*args: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return claim_due(*args)
+
+    worker._sql.claim_due = counted  # type: ignore[method-assign]
+    with _workers(worker, poll="5 seconds"):
+        time.sleep(1.0)
+        assert claims <= 5  # asleep, not polling, while the lease may still be renewed
+        assert attempts == [1]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and attempts != [1, 2]:
+            time.sleep(0.05)
+        assert attempts == [1, 2]
