@@ -19,8 +19,9 @@ import json
 import math
 import reprlib
 from collections import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Final, Optional, Union, get_args, get_origin
 
 import attrs
@@ -404,57 +405,144 @@ def _check_json(raw: Any, depth: int) -> None:
 
 _JSON_NATIVE: Final = (dict, list, str, int, float, bool, type(None))
 
+_Check = Callable[[Any, int], None]
+"""Checks a value (at a nesting depth) where its declared type says what it must be."""
+
 
 def _faithful(value: Any, type_: Any, depth: int) -> None:
     """Raise ``_NotJson`` where ``type_`` is ``Any`` and ``value`` is not plain JSON there
     (the converter would turn a set or a tuple into a list, bytes into text, and nothing
-    could turn them back). Declared types restore what they unstructure."""
-    if depth >= MAX_DEPTH:
-        raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
+    could turn them back). Declared types restore what they unstructure, so only the
+    places a type leaves as ``Any`` are looked at (``_checker`` finds them once per type)."""
+    check = _checker(type_)
+    if check is not None:
+        check(value, depth)
+
+
+def _checker(type_: Any) -> _Check | None:
+    """The check for values of ``type_``, or ``None`` when nothing in it is ``Any``."""
+    try:
+        return _cached_checker(type_)
+    except TypeError:  # an unhashable annotation: build it each time
+        return _build_checker(type_)
+
+
+def _build_checker(type_: Any) -> _Check | None:
     if type_ is Any or type_ is object:
-        if not isinstance(value, _JSON_NATIVE):
-            if isinstance(value, set | frozenset):
-                hint = "declare the type (e.g. set[int]) or send a list"
-            elif isinstance(value, bytes | bytearray):
-                hint = "declare the type (bytes) or send text"
-            elif isinstance(value, tuple):
-                hint = "declare the type (e.g. tuple[int, int]) or send a list"
-            else:
-                hint = "declare the job's type"
-            raise _NotJson(f"a {type(value).__name__} is not JSON; {hint}")
-        if isinstance(value, dict):
-            items: Any = value.items()
-        elif isinstance(value, list):
-            items = enumerate(value)
-        else:
+        return _native
+    if isinstance(type_, type) and attrs.has(type_):
+        return _attrs_checker(type_)
+    origin, args = get_origin(type_), get_args(type_)
+    if origin in _MAPPINGS and len(args) == 2:
+        inner = _checker(args[1])
+        return None if inner is None else _mapping_checker(inner)
+    if origin in _ARRAYS and args:
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            places = tuple(_checker(arg) for arg in args)
+            return None if all(p is None for p in places) else _places_checker(places)
+        inner = _checker(args[0])
+        return None if inner is None else _array_checker(inner)
+    return None
+
+
+_cached_checker = lru_cache(maxsize=1024)(_build_checker)
+
+
+def _mapping_checker(inner: _Check) -> _Check:
+    def check(value: Any, depth: int) -> None:
+        if isinstance(value, Mapping):
+            if depth >= MAX_DEPTH:
+                raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
+            for key, item in value.items():
+                try:
+                    inner(item, depth + 1)
+                except _NotJson as error:
+                    raise _at(error, key) from None
+
+    return check
+
+
+def _array_checker(inner: _Check) -> _Check:
+    def check(value: Any, depth: int) -> None:
+        if isinstance(value, list | tuple | set | frozenset):
+            if depth >= MAX_DEPTH:
+                raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
+            for index, item in enumerate(value):
+                try:
+                    inner(item, depth + 1)
+                except _NotJson as error:
+                    raise _at(error, index) from None
+
+    return check
+
+
+def _places_checker(places: tuple[_Check | None, ...]) -> _Check:
+    def check(value: Any, depth: int) -> None:
+        if isinstance(value, tuple):
+            for index, (item, inner) in enumerate(zip(value, places, strict=False)):
+                if inner is not None:
+                    try:
+                        inner(item, depth + 1)
+                    except _NotJson as error:
+                        raise _at(error, index) from None
+
+    return check
+
+
+def _attrs_checker(cls: type) -> _Check:
+    """Checks the fields of ``cls`` that hold ``Any`` somewhere. Built on first use, so a
+    class that refers to itself does not recurse while it is built."""
+    fields: list[tuple[str, _Check]] | None = None
+
+    def check(value: Any, depth: int) -> None:
+        nonlocal fields
+        if not isinstance(value, cls):
             return
-        for step, item in items:
+        if fields is None:
+            found = []
+            for field in attrs.fields(cls):
+                inner = None if isinstance(field.type, str) else _checker(field.type)
+                if inner is not None:  # (a string annotation cannot be checked)
+                    found.append((field.name, inner))
+            fields = found
+        if fields and depth >= MAX_DEPTH:
+            raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
+        for name, inner in fields:
             try:
-                _faithful(item, Any, depth + 1)
+                inner(getattr(value, name), depth + 1)
+            except _NotJson as error:
+                raise _at(error, name) from None
+
+    return check
+
+
+def _native(value: Any, depth: int) -> None:
+    """``value`` must be plain JSON (what ``Any`` keeps as it is)."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        if depth >= MAX_DEPTH:
+            raise _NotJson(f"nested deeper than {MAX_DEPTH} levels")
+        steps: Any = value.items() if kind is dict else enumerate(value)
+        for step, item in steps:
+            if type(item) in _JSON_SCALARS:
+                continue
+            try:
+                _native(item, depth + 1)
             except _NotJson as error:
                 raise _at(error, step) from None
-        return
-    origin, args = get_origin(type_), get_args(type_)
-    if origin in _MAPPINGS and len(args) == 2 and isinstance(value, Mapping):
-        parts: Any = ((key, item, args[1]) for key, item in value.items())
-    elif origin in _ARRAYS and args and isinstance(value, list | tuple | set | frozenset):
-        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            parts = ((i, item, arg) for i, (item, arg) in enumerate(zip(value, args, strict=False)))
+    elif not isinstance(value, _JSON_NATIVE):
+        if isinstance(value, set | frozenset):
+            hint = "declare the type (e.g. set[int]) or send a list"
+        elif isinstance(value, bytes | bytearray):
+            hint = "declare the type (bytes) or send text"
+        elif isinstance(value, tuple):
+            hint = "declare the type (e.g. tuple[int, int]) or send a list"
         else:
-            parts = ((i, item, args[0]) for i, item in enumerate(value))
-    elif isinstance(type_, type) and attrs.has(type_) and isinstance(value, type_):
-        parts = (
-            (field.name, getattr(value, field.name), field.type)
-            for field in attrs.fields(type_)
-            if not isinstance(field.type, str)  # a string annotation cannot be checked
-        )
-    else:
-        return
-    for step, item, inner in parts:
-        try:
-            _faithful(item, inner, depth + 1)
-        except _NotJson as error:
-            raise _at(error, step) from None
+            hint = "declare the job's type"
+        raise _NotJson(f"a {type(value).__name__} is not JSON; {hint}")
+
+
+_JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
 _MAPPINGS: Final = (dict, abc.Mapping, abc.MutableMapping)

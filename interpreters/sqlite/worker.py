@@ -36,6 +36,17 @@ file.
 interpreter's simulation surface (``advance``, ``advance_to``, ``next_alarm_at``), and
 the same scenarios run deterministically; the contract suite runs that way.
 
+*Faults* (decision, hardening). No fault of the file stops a worker or runs an instance
+twice at once. When a lease has run out is the store's rule (renewals seen, on the
+monotonic clock; see ``store``), so a wall-clock step is never taken for a dead worker.
+The heartbeat survives every error: a failed renewal is logged and tried again at the
+next beat, an error is logged once a whole lease passed without one, and a run another
+worker took over meanwhile is logged and no longer renewed (its outcome is ignored by the
+core: the run in flight is the other worker's). ``run_forever`` meets a database it
+cannot use (locked past ``busy_timeout``, a disk error) with a warning and another try
+``RETRY_PAUSE`` later, keeping the outcomes it could not write; a step that fails on a
+value (not a conflict) fails for its own instance alone.
+
 *Rows it cannot run.* A row that cannot be read is reported (``errors`` and the
 ``durable_jobs`` logger, as a ``StorageError`` naming it) and set aside: leased for one
 lease period, so it is reported again at most once a lease while it stays bad, and a

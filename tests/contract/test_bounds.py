@@ -172,7 +172,7 @@ def test_values_no_store_keeps_as_they_are_are_refused_with_nothing_written(
 def test_the_deepest_value_allowed_round_trips(make: Make) -> None:
     harness = make(JOBS)
     client = harness.client()
-    deepest = _nested(99)  # 99 lists around a number: 100 levels with the event itself
+    deepest = _nested(100)  # a hundred lists, one in another: the most allowed
     client.task("task").send(id="t", event=deepest)
     assert client.task("task").get_state("t") == deepest
 

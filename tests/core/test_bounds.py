@@ -23,6 +23,7 @@ from durable_jobs import (
     DefinitionError,
     Duration,
     Retry,
+    Unstructured,
     ValidationError,
     WorkerPool,
 )
@@ -162,11 +163,15 @@ def test_declared_types_keep_what_any_would_lose() -> None:
 
 def test_nesting_is_bounded_at_the_boundary() -> None:
     value: Any = 0
-    for _ in range(MAX_DEPTH - 1):
+    for _ in range(MAX_DEPTH):  # a hundred objects, one in another: the most allowed
         value = {"x": value}
     assert validate(value, Any, what="event") == value
-    with pytest.raises(ValidationError, match="nested deeper than 100 levels"):
-        validate({"x": value}, Any, what="event")
+    assert validate(value, dict[str, Any], what="event") == value
+    for deeper in ({"x": value}, [value]):
+        with pytest.raises(ValidationError, match="nested deeper than 100 levels"):
+            validate(deeper, Any, what="event")
+        with pytest.raises(ValidationError, match="nested deeper than 100 levels"):
+            validate(Unstructured(deeper), Any, what="event")
     deep: Any = 0
     for _ in range(100_000):  # far past the recursion limit: refused, not a crash
         deep = [deep]

@@ -264,7 +264,7 @@ def test_a_worker_waiting_for_a_dead_workers_lease_to_run_out_sleeps_meanwhile(
         claims += 1
         return claim_due(*args)
 
-    worker._sql.claim_due = counted  # type: ignore[method-assign]
+    worker._sql.claim_due = counted  # type: ignore[method-assign,assignment]
     with _workers(worker, poll="5 seconds"):
         time.sleep(1.0)
         assert claims <= 5  # asleep, not polling, while the lease may still be renewed
