@@ -48,9 +48,10 @@ cannot use (locked past ``busy_timeout``, a disk error) with a warning and anoth
 value (not a conflict) fails for its own instance alone.
 
 *Rows it cannot run.* A row that cannot be read is reported (``errors`` and the
-``durable_jobs`` logger, as a ``StorageError`` naming it) and set aside: leased for one
-lease period, so it is reported again at most once a lease while it stays bad, and a
-row repaired by hand runs again. A row whose ``alarm_at`` or ``lease_until`` is not a
+``durable_jobs`` logger, as a ``StorageError`` naming it) and set aside by this process
+for one lease period, in memory: nothing is written, so the row shows as unreadable (not
+running) and another worker, say the fixed code deployed next, takes it up at once;
+this one reports it again at most once a lease while it stays bad. A row whose ``alarm_at`` or ``lease_until`` is not a
 time is never claimed, so the worker looks for such rows (``broken_rows``) before each
 ``run_due`` and before it sleeps, and reports and sets them aside the same way (setting
 aside gives a lease that is not a time a real one: when it ends, the row is claimed as
@@ -90,7 +91,7 @@ from durable_jobs import (
     StorageError,
     TelemetryEvent,
 )
-from durable_jobs.interpreters.clock import Clock, SystemClock
+from durable_jobs.interpreters.clock import Clock, SystemClock, monotonic_of
 from durable_jobs.interpreters.engine import UNCOMMITTABLE, Chain, Engine, Restart
 from durable_jobs.interpreters.sqlite.schema import check_owner
 from durable_jobs.interpreters.sqlite.store import SYNCHRONOUS, SqliteStore
@@ -197,6 +198,8 @@ class SqliteInterpreter(Engine):
         self._held: set[str] = set()  # a worker's runs committed as started, not yet back
         self._foreign: set[str] = set()  # due rows of jobs this registry does not hold
         self._lost: set[str] = set()  # runs here whose lease another worker took over
+        self._aside: dict[str, int] = {}  # unreadable rows skipped until (monotonic ms)
+        self._monotonic = monotonic_of(chosen)
         self.errors: list[DurableJobsError] = []
         """Errors met while running due work (each also logged)."""
 
@@ -420,15 +423,26 @@ class SqliteInterpreter(Engine):
         ``poll_s``. Rows that can never be claimed are reported and set aside first."""
         self._set_aside_broken()
         now = self._clock.now()
-        upcoming = self._sql.next_wake(now, self._busy | self._claimed | self._foreign)
+        upcoming = self._sql.next_wake(now, self._skipped())
         if upcoming is None:
             return poll_s
         return min(poll_s, max(0.0, (upcoming - now) / 1000))
 
     def _set_aside_broken(self) -> None:
-        """Report and set aside the rows whose times are not times (see the header)."""
+        """Report the rows whose times are not times, and give each a real lease (see the
+        header): the claims could never pick them otherwise."""
         for instance_id, problem in self._sql.broken_rows(self._clock.now()):
             self._report(instance_id, StorageError(problem))
+            self._sql.set_aside(instance_id)
+
+    def _skipped(self) -> set[str]:
+        """Rows this process does not claim now: its own runs and claims, other
+        programs' jobs, and unreadable rows set aside for a lease."""
+        now = self._monotonic()
+        for instance_id, until in list(self._aside.items()):
+            if until <= now:
+                del self._aside[instance_id]
+        return self._busy | self._claimed | self._foreign | self._aside.keys()
 
     def _sleep(self, seconds: float) -> None:
         """Wait up to ``seconds``: less if woken in-process or another process wrote."""
@@ -494,7 +508,10 @@ class SqliteInterpreter(Engine):
         if isinstance(error, StorageError):
             self.errors.append(error)
             _log.error("skipping %s for now: %s", instance_id, error)
-            self._sql.set_aside(instance_id)
+            # Set aside in this process only: nothing is written, so another worker (a
+            # fixed deployment) takes the row up at once, and this one asks again after
+            # a lease.
+            self._aside[instance_id] = self._monotonic() + self._lease_ms
         elif not self.closed():
             self.errors.append(error)
             _log.error("%s failed: %s", instance_id, error)
@@ -579,7 +596,7 @@ class SqliteInterpreter(Engine):
         """Up to ``most`` claimable instances, as chains (see the module header). Rows
         this process is already handling are skipped."""
         now = self._clock.now()
-        skip = self._busy | self._claimed | self._foreign
+        skip = self._skipped()
         chains: list[Chain] = []
         for key, at, recovering in self._sql.claim_due(now, most, skip):
             instance_id = key.instance_id

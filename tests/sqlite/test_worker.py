@@ -485,31 +485,33 @@ def test_advance_works_from_a_thread_that_runs_no_user_code(tmp_path: Path) -> N
         assert db.client().worker_pool("pool").status().total_processed == 1
 
 
-def test_a_failing_set_aside_lets_go_of_the_instances_not_driven_yet(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_unreadable_row_is_set_aside_in_memory_and_fixed_code_takes_it_up_at_once(
+    tmp_path: Path,
 ) -> None:
+    """A worker whose state class no longer fits a stored row reports it and skips it
+    for a lease, writing nothing: the row is not shown as running, and the fixed code,
+    deployed next, runs it at once instead of waiting for a lease to run out."""
     ran: list[str] = []
 
-    def execute(ctx: TaskContext[int, int]) -> None:
+    def execute(ctx: TaskContext[Any, int]) -> None:
         ran.append(ctx.id)
 
-    jobs = Jobs(t=Task.make(state=int, event=int, on_event=on_event, execute=execute))
-    path = tmp_path / "jobs.db"
-    with SqliteInterpreter(jobs, path, clock=ManualClock()) as db:
-        for name in ("a", "b", "c"):
-            db.client().task("t").send(id=name, event=0)  # each due at once
-        db._sql.db.execute("UPDATE instances SET snapshot = '{' WHERE user_id = 'a'")
+    def task(state: Any) -> Jobs:
+        return Jobs(t=Task.make(state=state, event=int, on_event=on_event, execute=execute))
 
-        def locked(instance_id: str) -> None:
-            raise sqlite3.OperationalError("database is locked")
-
-        monkeypatch.setattr(db._sql, "set_aside", locked)  # the write that records the skip
-        with pytest.raises(sqlite3.OperationalError):
-            db.run_due()
-        assert (db._claimed, db._held) == (set(), set())
-        monkeypatch.undo()
-        db.run_due()
-        assert sorted(ran) == ["b", "c"]
+    path, clock = tmp_path / "jobs.db", ManualClock()
+    with SqliteInterpreter(task(int), path, clock=clock, lease="10 minutes") as setup:
+        setup.client().task("t").send(id="a", event=0)  # due at once, state 0
+    with SqliteInterpreter(task(str), path, clock=clock, lease="10 minutes") as old:
+        assert old.run_due() == 1
+        assert [type(e).__name__ for e in old.errors] == ["StorageError"]
+        assert old.run_due() == 0  # skipped for a lease: not claimed again
+        raw = old._sql.db.execute("SELECT running, lease_owner, lease_until FROM instances")
+        assert raw.fetchone() == (0, None, None)  # nothing written
+    with SqliteInterpreter(task(int), path, clock=clock, lease="10 minutes") as fixed:
+        assert fixed.run_due() == 1  # at once, on the same clock
+        assert ran == ["a"]
+        assert fixed.errors == []
 
 
 def test_a_row_whose_lease_was_renewed_since_the_claim_is_not_read_nor_set_aside(
