@@ -10,6 +10,13 @@ interpreters call them when ``decide`` asks for it.
 over any earlier name); registering binds a named copy of each definition, and the
 registry also finds a definition by the object the user holds, so
 ``client.continuous(ticker)`` works with the unnamed object and keeps its types.
+
+``timeout`` (every kind; default none) bounds each run of the job's hooks. It is the
+interpreters' shared runner that enforces it (the core reads no clock): a run that takes
+longer becomes a failed attempt whose error type is ``TimeoutError``, and the retry
+policy applies as to any failure. An ``async def`` hook is cancelled; a sync hook cannot
+be stopped from outside, so it is abandoned (it runs in a thread of its own, its result
+is ignored, and what it does meanwhile still happens).
 """
 
 from __future__ import annotations
@@ -86,6 +93,7 @@ class ContinuousDefinition(Generic[S]):
     start_immediately: bool = True
     retry: Retry | None = None
     on_retry_exhausted: Literal["continue", "terminate"] = "continue"
+    timeout: Duration | None = None
     name: str = ""
 
 
@@ -106,6 +114,7 @@ class DebounceDefinition(Generic[E, S]):
     max_events: int | None = None
     quiet_period: Duration | None = None
     retry: Retry | None = None
+    timeout: Duration | None = None
     name: str = ""
 
     def initial(self) -> S | None:
@@ -133,6 +142,7 @@ class TaskDefinition(Generic[S, E]):
     on_idle: Callable[[TaskContext[S, E]], Any] | None = None
     on_error: Callable[[TaskContext[S, E]], Any] | None = None
     retry: Retry | None = None
+    timeout: Duration | None = None
     name: str = ""
 
 
@@ -153,6 +163,7 @@ class WorkerPoolDefinition(Generic[E]):
     on_empty: Callable[[PoolEmptyContext], Any] | None = None
     max_queue_depth: int | None = None
     dedup_retention: Duration = attrs.field(default=Duration(86_400_000))
+    timeout: Duration | None = None
     name: str = ""
 
     @property
@@ -203,6 +214,7 @@ class Continuous:
         start_immediately: bool = True,
         retry: Retry | None = None,
         on_retry_exhausted: Literal["continue", "terminate"] = "continue",
+        timeout: DurationLike | None = None,
     ) -> ContinuousDefinition[S]:
         _require_type(state, "Continuous state")
         if not isinstance(schedule, Every | Cron):
@@ -225,6 +237,7 @@ class Continuous:
             start_immediately=start_immediately,
             retry=retry,
             on_retry_exhausted=on_retry_exhausted,
+            timeout=_timeout(timeout, "Continuous"),
         )
 
 
@@ -249,6 +262,7 @@ class Debounce:
         max_events: int | None = None,
         quiet_period: DurationLike | None = None,
         retry: Retry | None = None,
+        timeout: DurationLike | None = None,
     ) -> DebounceDefinition[E, E]: ...
 
     @overload
@@ -264,6 +278,7 @@ class Debounce:
         max_events: int | None = None,
         quiet_period: DurationLike | None = None,
         retry: Retry | None = None,
+        timeout: DurationLike | None = None,
     ) -> DebounceDefinition[E, S]: ...
 
     @staticmethod
@@ -278,6 +293,7 @@ class Debounce:
         max_events: int | None = None,
         quiet_period: DurationLike | None = None,
         retry: Retry | None = None,
+        timeout: DurationLike | None = None,
     ) -> DebounceDefinition[Any, Any]:
         _require_type(event, "Debounce event")
         if state is not None:
@@ -311,6 +327,7 @@ class Debounce:
             max_events=max_events,
             quiet_period=quiet,
             retry=retry,
+            timeout=_timeout(timeout, "Debounce"),
         )
 
 
@@ -333,6 +350,7 @@ class Task:
         on_idle: Callable[[TaskContext[S, E]], Any] | None = None,
         on_error: Callable[[TaskContext[S, E]], Any] | None = None,
         retry: Retry | None = None,
+        timeout: DurationLike | None = None,
     ) -> TaskDefinition[S, E]:
         _require_type(state, "Task state")
         _require_type(event, "Task event")
@@ -349,7 +367,22 @@ class Task:
             on_idle=on_idle,
             on_error=on_error,
             retry=retry,
+            timeout=_timeout(timeout, "Task"),
         )
+
+
+def _timeout(value: DurationLike | None, kind: str) -> Duration | None:
+    """A hook's time limit: ``None`` (no limit) or a positive duration.
+
+    >>> _timeout("30 seconds", "Task"), _timeout(None, "Task")
+    (30000, None)
+    """
+    if value is None:
+        return None
+    limit = parse_duration(value, what=f"{kind} timeout")
+    if limit <= 0:
+        raise DefinitionError(f"{kind} timeout must be positive, got {value!r}")
+    return limit
 
 
 def _positive_int(value: object, what: str, *, optional: bool = False) -> None:
@@ -379,6 +412,7 @@ class WorkerPool:
         on_empty: Callable[[PoolEmptyContext], Any] | None = None,
         max_queue_depth: int | None = None,
         dedup_retention: DurationLike = "24 hours",
+        timeout: DurationLike | None = None,
     ) -> WorkerPoolDefinition[E]:
         _require_type(event, "WorkerPool event")
         _positive_int(concurrency, "WorkerPool concurrency")
@@ -396,6 +430,7 @@ class WorkerPool:
             on_empty=on_empty,
             max_queue_depth=max_queue_depth,
             dedup_retention=parse_duration(dedup_retention, what="WorkerPool dedup_retention"),
+            timeout=_timeout(timeout, "WorkerPool"),
         )
 
 

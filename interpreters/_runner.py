@@ -12,7 +12,10 @@ final value, or the exception, into an outcome input for the core:
   catching ``Exception`` cannot swallow it);
 * any ``Exception``, or a ``returns`` ``Failure`` → ``UserCodeFailed`` with an ``ErrorInfo``;
 * a state that does not fit the job's state type → ``UserCodeFailed`` of type
-  ``durable_jobs.ValidationError`` (the client raises ``ValidationError`` for it).
+  ``durable_jobs.ValidationError`` (the client raises ``ValidationError`` for it);
+* with the definition's ``timeout``, a run that takes longer → ``UserCodeFailed`` of
+  type ``TimeoutError``: an ``async def`` hook is cancelled, a sync one (run in a thread
+  of its own, so that it can be waited for with a limit) is abandoned.
 
 Every interpreter shares this module. ``run_sync`` drives an awaitable to completion on a
 private event-loop thread, so it works inside an already running loop (Jupyter).
@@ -25,7 +28,8 @@ import concurrent.futures
 import contextvars
 import inspect
 import threading
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -152,7 +156,9 @@ class _LoopThread:
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def run(self, awaitable: Awaitable[Any]) -> Any:
+    def run(self, awaitable: Awaitable[Any], timeout: float | None = None) -> Any:
+        """Await ``awaitable`` on the loop; with ``timeout``, cancel it when it runs out
+        and raise ``_Cancelled``."""
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -166,7 +172,7 @@ class _LoopThread:
         done: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def start() -> None:
-            task = loop.create_task(_settled(awaitable, done), context=context)
+            task = loop.create_task(_settled(awaitable, done, timeout), context=context)
             self._tasks.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._tasks.discard)
 
@@ -174,13 +180,26 @@ class _LoopThread:
         return done.result()
 
 
-async def _settled(awaitable: Awaitable[Any], done: concurrent.futures.Future[Any]) -> None:
+async def _settled(
+    awaitable: Awaitable[Any], done: concurrent.futures.Future[Any], timeout: float | None
+) -> None:
     """Await the hook and hand its result or exception to the waiting thread. Every
     exception is handed over, KeyboardInterrupt and SystemExit too: left on the task,
     asyncio would re-raise them out of the loop and kill the loop thread, and the
-    caller (and every later async hook) would wait forever."""
+    caller (and every later async hook) would wait forever. With ``timeout``, the hook
+    is cancelled when it runs out (``_Cancelled``; a ``TimeoutError`` the hook raises
+    itself stays its own)."""
     try:
-        value = await awaitable
+        if timeout is None:
+            value = await awaitable
+        else:
+            try:
+                async with asyncio.timeout(timeout) as scope:
+                    value = await awaitable
+            except TimeoutError:
+                if scope.expired():
+                    raise _Cancelled from None
+                raise
     except asyncio.CancelledError:
         done.cancel()
         raise
@@ -194,12 +213,53 @@ _LOOP = _LoopThread()
 
 
 def run_sync(definition: Definition, command: RunUserCode, now: Instant) -> Outcome:
-    """Run a hook to completion from synchronous code and return its outcome."""
-    call = prepare(definition, command, now)
+    """Run a hook to completion from synchronous code and return its outcome; with the
+    definition's ``timeout``, a run that takes longer is a ``TimeoutError`` failure."""
+    limit = definition.timeout
+    if limit is None:
+        call = prepare(definition, command, now)
+    else:
+        deadline = time.monotonic() + limit / 1000
+        started = _in_thread(lambda: prepare(definition, command, now), limit / 1000)
+        if started is None:  # the sync body is still running: abandon it
+            return _timed_out(command, limit, "abandoned; what it does meanwhile still happens")
+        call = started
     if call.error is not None or not inspect.isawaitable(call.result):
         return call.complete(call.result)
+    left = None if limit is None else max(0.0, deadline - time.monotonic())
     try:
-        value = _LOOP.run(call.result)
+        value = _LOOP.run(call.result, timeout=left)
+    except _Cancelled:
+        assert limit is not None
+        return _timed_out(command, limit, "cancelled")
     except (Exception, TerminateSignal) as error:
         return call.complete(error=error)
     return call.complete(value)
+
+
+class _Cancelled(Exception):
+    """An ``async def`` hook ran out of time and was cancelled."""
+
+
+def _timed_out(command: RunUserCode, limit: int, what: str) -> Outcome:
+    message = f"{command.hook} took longer than its timeout ({limit / 1000:g} s); {what}"
+    return UserCodeFailed(run_id=command.run_id, error=ErrorInfo("TimeoutError", message))
+
+
+def _in_thread(body: Callable[[], HookRun], seconds: float) -> HookRun | None:
+    """``body()`` in a daemon thread of its own (with the caller's context variables),
+    or ``None`` if it has not returned within ``seconds`` (it then runs on, abandoned)."""
+    done: concurrent.futures.Future[HookRun] = concurrent.futures.Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            done.set_result(context.run(body))
+        except BaseException as error:  # handed to the caller, as the hook's own would be
+            done.set_exception(error)
+
+    threading.Thread(target=run, name="durable-jobs-hook", daemon=True).start()
+    try:
+        return done.result(timeout=seconds)
+    except concurrent.futures.TimeoutError:
+        return None
