@@ -558,12 +558,17 @@ class Engine:
     def _drive(self, chain: Chain) -> ReplyValue | None:
         """Run ``chain`` to its end: one transaction per step, each hook in between."""
         outcome: Outcome | None = None
-        transaction, settle = self._store.transaction, self._settle
+        step = self._step
         while True:
-            run = settle(chain, outcome, transaction)
+            run = step(chain, outcome)
             if run is None:
                 return chain.reply
             outcome = self._run(chain, run)
+
+    def _step(self, chain: Chain, outcome: Outcome | None) -> RunUserCode | None:
+        """One step of a driven chain in a transaction of its own (a store shared by
+        threads may let concurrent steps share one; the SQLite interpreter does)."""
+        return self._settle(chain, outcome, self._store.transaction)
 
     def _settle(
         self,

@@ -98,6 +98,8 @@ from durable_jobs import Enqueue, Jobs, PoolContext, Task, TaskContext, WorkerPo
 from durable_jobs.interpreters.sqlite import BATCH, SYNCHRONOUS, SqliteInterpreter
 
 THROUGHPUT_TARGET = 2.0
+PRODUCER_TARGETS = {1: 1.0, 8: 2.0}
+"""Ours / Huey jobs per second with producer threads calling enqueue once per job."""
 LATENESS_P99_TARGET_MS = 20.0
 SIZE_RATIO_TARGET = 1.5
 
@@ -353,6 +355,106 @@ def _huey_throughput(folder: Path, synchronous: str, n: int) -> Throughput:
     )
 
 
+# ------------------------------------------------------------------ many producers
+
+PRODUCER_THREADS = (1, 8)
+"""The producer shapes of section 1b: one thread, and a web server's eight."""
+PRODUCER_SHARDS = 8
+"""The pool's shards there, and ``run_forever``'s workers (Huey: its best of 1 and 8)."""
+
+
+@attrs.frozen
+class Producers:
+    threads: int
+    ours_s: float
+    huey_s: float
+    huey_workers: int
+    jobs: int
+
+    @property
+    def ratio(self) -> float:
+        return self.huey_s / self.ours_s
+
+
+def _split(n: int, threads: int) -> list[range]:
+    return [range(t, n, threads) for t in range(threads)]
+
+
+def _produce(threads: int, n: int, one: Callable[[int], object]) -> list[threading.Thread]:
+    def produce(part: range) -> None:
+        for i in part:
+            one(i)
+
+    started = [threading.Thread(target=produce, args=(part,)) for part in _split(n, threads)]
+    for thread in started:
+        thread.start()
+    return started
+
+
+def _ours_producers(folder: Path, synchronous: str, n: int, threads: int) -> float:
+    """Seconds until ``n`` jobs, enqueued one call each by ``threads`` producer threads
+    of one interpreter (the web process), were all run by a worker (another
+    interpreter on the file, ``run_forever`` in a thread) working meanwhile."""
+    done, count = threading.Event(), [0]
+    pool = _pool_job(done, count, n, PRODUCER_SHARDS)
+    jobs, path = Jobs(pool=pool), folder / f"ours-producers-{threads}.db"
+    with (
+        SqliteInterpreter(jobs, path, synchronous=synchronous) as web,
+        SqliteInterpreter(jobs, path, synchronous=synchronous) as worker,
+    ):
+        client = web.client().worker_pool(pool)
+        serving = threading.Thread(
+            target=worker.run_forever,
+            kwargs={"poll": "1 second", "workers": PRODUCER_SHARDS},
+            daemon=True,
+        )
+        started = time.perf_counter()
+        serving.start()
+        producers = _produce(threads, n, lambda i: client.enqueue(id=f"job-{i}", event=i))
+        _require(done.wait(WAIT_LIMIT_S), f"the worker ran {count[0]:,} of {n:,}")
+        _wait(lambda: client.status().total_processed == n, "the last outcome to commit")
+        finished = time.perf_counter()
+        for producer in producers:
+            producer.join()
+        worker.stop()
+        serving.join()
+        _require(not worker.errors, f"errors {worker.errors}")
+    return finished - started
+
+
+def _huey_producers(folder: Path, synchronous: str, n: int, threads: int, workers: int) -> float:
+    """The same with Huey: ``threads`` threads calling a task, a consumer meanwhile."""
+    done, count, lock = threading.Event(), [0], threading.Lock()
+    huey = _huey(folder / f"huey-producers-{threads}-{workers}.db", synchronous)
+
+    def count_until_n(i: int) -> None:
+        with lock:
+            count[0] += 1
+            if count[0] == n:
+                done.set()
+
+    task = huey.task()(count_until_n)
+    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=False)
+    with _signals_kept():
+        started = time.perf_counter()
+        consumer.start()
+        producers = _produce(threads, n, task)
+        _require(done.wait(WAIT_LIMIT_S), f"the Huey worker ran {count[0]:,} of {n:,}")
+        finished = time.perf_counter()
+        for producer in producers:
+            producer.join()
+        consumer.stop(graceful=True)
+    huey.storage.close()
+    return finished - started
+
+
+def _producers(folder: Path, synchronous: str, n: int, threads: int) -> Producers:
+    ours = _ours_producers(folder, synchronous, n, threads)
+    theirs = {w: _huey_producers(folder, synchronous, n, threads, w) for w in (1, 8)}
+    best = min(theirs, key=lambda w: theirs[w])
+    return Producers(threads, ours, theirs[best], best, n)
+
+
 # -------------------------------------------------------------------------- lateness
 
 
@@ -545,6 +647,7 @@ class Figures:
     ours: Throughput
     single: Throughput
     huey: Throughput
+    producers: tuple[Producers, ...]
     ours_late: Lateness
     huey_late: Lateness
     small: SizeFigures
@@ -605,6 +708,32 @@ def _summary(f: Figures, quick: bool, load_at_start: str) -> str:
             f"{f.single.worker_s:.3f} s",
             f"{f.single.worker_rate:,.0f} jobs/s",
         ),
+        "-" * 86,
+        f"1b. many producers: enqueue called once per job by producer threads of one process"
+        f" while one worker runs ({PRODUCER_SHARDS} shards, run_forever(workers="
+        f"{PRODUCER_SHARDS}) on its own connection; Huey: its better consumer of 1 or 8 "
+        "worker threads); until every job ran",
+    ]
+    for shape in f.producers:
+        target = PRODUCER_TARGETS[shape.threads]
+        lines += [
+            _row(
+                f"{shape.threads} producer thread(s): durable-jobs",
+                f"{shape.ours_s:.3f} s",
+                f"{shape.jobs / shape.ours_s:,.0f} jobs/s",
+            ),
+            _row(
+                f"{shape.threads} producer thread(s): Huey ({shape.huey_workers} worker(s))",
+                f"{shape.huey_s:.3f} s",
+                f"{shape.jobs / shape.huey_s:,.0f} jobs/s",
+            ),
+            _row(
+                f"{shape.threads} producer thread(s): ratio ours / Huey",
+                f"{shape.ratio:.2f}",
+                f"target >= {target:g}: {_verdict(shape.ratio >= target)}",
+            ),
+        ]
+    lines += [
         "-" * 86,
         f"2. lateness of {len(f.ours_late.samples_ms)} items due {DELAY_S:g} s after scheduling,"
         f" scheduled over {SPREAD_S:g} s, one worker thread",
@@ -673,6 +802,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   durable-jobs, one by one: {single.rate:,.0f} jobs/s", flush=True)
         theirs = _huey_throughput(folder, sync, scale.jobs)
         print(f"   Huey {theirs.rate:,.0f} jobs/s", flush=True)
+        shapes = []
+        for threads in PRODUCER_THREADS:
+            print(f"1b. {threads} producer thread(s) ...", flush=True)
+            shapes.append(_producers(folder, sync, scale.jobs, threads))
+            print(f"   ratio ours / Huey {shapes[-1].ratio:.2f}", flush=True)
         print(f"2. lateness: {scale.alarms} items ...", flush=True)
         ours_late = _ours_lateness(folder, sync, scale.alarms)
         print(f"   durable-jobs p99 {ours_late.p99:.1f} ms", flush=True)
@@ -684,7 +818,16 @@ def main(argv: list[str] | None = None) -> int:
             sized.append(_step_cost(folder, sync, instances, scale.steps))
             print(f"   {sized[-1].step_s * 1000:.3f} ms per step", flush=True)
     figures = Figures(
-        sync, commit_s, ours, single, theirs, ours_late, huey_late, sized[0], sized[1]
+        sync,
+        commit_s,
+        ours,
+        single,
+        theirs,
+        tuple(shapes),
+        ours_late,
+        huey_late,
+        sized[0],
+        sized[1],
     )
     print(_summary(figures, args.quick, load_at_start))
     return 0
