@@ -17,6 +17,13 @@ longer becomes a failed attempt whose error type is ``TimeoutError``, and the re
 policy applies as to any failure. An ``async def`` hook is cancelled; a sync hook cannot
 be stopped from outside, so it is abandoned (it runs in a thread of its own, its result
 is ignored, and what it does meanwhile still happens).
+
+State versions: a job with a state (Continuous, Debounce's batch state, Task) declares
+``state_version`` (default 1) and, above 1, ``migrate_state(data, version)``: it takes a
+stored state in its JSON form as written under ``version`` and returns the JSON form of
+``version + 1``. The codec calls it, step by step, on every stored state it reads (see
+``_serialization``); ``make`` refuses a version that is not an int >= 1, a version above
+1 without a migration, and a migration that version 1 would never call.
 """
 
 from __future__ import annotations
@@ -74,6 +81,24 @@ def _require_type(value: object, what: str) -> None:
         raise DefinitionError(f"{what} must be a type (e.g. an attrs class), got {value!r}")
 
 
+def _require_versioning(version: object, migrate: object, job: str) -> None:
+    """``state_version`` is an int >= 1; above 1 it needs ``migrate_state``, and a
+    migration with version 1 would never be called (the version was not raised)."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DefinitionError(f"{job} state_version must be an int >= 1, got {version!r}")
+    _require_callable(migrate, f"{job} migrate_state", optional=True)
+    if version > 1 and migrate is None:
+        raise DefinitionError(
+            f"{job} state_version {version} needs migrate_state: stored states of versions "
+            f"1 to {version - 1} could not be read otherwise"
+        )
+    if version == 1 and migrate is not None:
+        raise DefinitionError(
+            f"{job} migrate_state is never called while state_version is 1: raise "
+            "state_version with each change of the state type"
+        )
+
+
 def _require_retry(value: object) -> None:
     if value is not None and not isinstance(value, Retry):
         raise DefinitionError(f"retry must be a Retry(...) value, got {value!r}")
@@ -88,6 +113,9 @@ class ContinuousDefinition(Generic[S]):
     """Whether every request is answered while a run is in flight (else a mutating one
     is refused as busy)."""
     state: type[S]
+    # Versioning of the stored state (see "State versions" in the module header).
+    state_version: int = attrs.field(default=1, kw_only=True)
+    migrate_state: Callable[[Any, int], Any] | None = attrs.field(default=None, kw_only=True)
     schedule: Schedule
     execute: Callable[[ContinuousContext[S]], Any]
     start_immediately: bool = True
@@ -107,6 +135,9 @@ class DebounceDefinition(Generic[E, S]):
     is refused as busy)."""
     event: type[E]
     state: type[S]
+    # Versioning of the stored state (see "State versions" in the module header).
+    state_version: int = attrs.field(default=1, kw_only=True)
+    migrate_state: Callable[[Any, int], Any] | None = attrs.field(default=None, kw_only=True)
     execute: Callable[[DebounceContext[S]], Any]
     flush_after: Duration
     on_event: Callable[[DebounceEventContext[E, S]], Any] | None = None
@@ -136,6 +167,9 @@ class TaskDefinition(Generic[S, E]):
     """Whether every request is answered while a run is in flight (else a mutating one
     is refused as busy)."""
     state: type[S]
+    # Versioning of the stored state (see "State versions" in the module header).
+    state_version: int = attrs.field(default=1, kw_only=True)
+    migrate_state: Callable[[Any, int], Any] | None = attrs.field(default=None, kw_only=True)
     event: type[E]
     on_event: Callable[[TaskContext[S, E]], Any]
     execute: Callable[[TaskContext[S, E]], Any]
@@ -209,6 +243,8 @@ class Continuous:
     def make(
         *,
         state: type[S],
+        state_version: int = 1,
+        migrate_state: Callable[[Any, int], Any] | None = None,
         schedule: Schedule,
         execute: Callable[[ContinuousContext[S]], Any],
         start_immediately: bool = True,
@@ -217,6 +253,7 @@ class Continuous:
         timeout: DurationLike | None = None,
     ) -> ContinuousDefinition[S]:
         _require_type(state, "Continuous state")
+        _require_versioning(state_version, migrate_state, "Continuous")
         if not isinstance(schedule, Every | Cron):
             raise DefinitionError(
                 "Continuous schedule must be Continuous.every(...) or Continuous.cron(...), "
@@ -232,6 +269,8 @@ class Continuous:
             )
         return ContinuousDefinition(
             state=state,
+            state_version=state_version,
+            migrate_state=migrate_state,
             schedule=schedule,
             execute=execute,
             start_immediately=start_immediately,
@@ -257,6 +296,8 @@ class Debounce:
         execute: Callable[[DebounceContext[E]], Any],
         flush_after: DurationLike,
         state: None = None,
+        state_version: int = 1,
+        migrate_state: Callable[[Any, int], Any] | None = None,
         on_event: Callable[[DebounceEventContext[E, E]], Any] | None = None,
         initial_state: E | Callable[[], E] | None = None,
         max_events: int | None = None,
@@ -273,6 +314,8 @@ class Debounce:
         execute: Callable[[DebounceContext[S]], Any],
         flush_after: DurationLike,
         state: type[S],
+        state_version: int = 1,
+        migrate_state: Callable[[Any, int], Any] | None = None,
         on_event: Callable[[DebounceEventContext[E, S]], Any] | None = None,
         initial_state: S | Callable[[], S] | None = None,
         max_events: int | None = None,
@@ -288,6 +331,8 @@ class Debounce:
         execute: Callable[[Any], Any],
         flush_after: DurationLike,
         state: type[Any] | None = None,
+        state_version: int = 1,
+        migrate_state: Callable[[Any, int], Any] | None = None,
         on_event: Callable[[Any], Any] | None = None,
         initial_state: Any = None,
         max_events: int | None = None,
@@ -296,6 +341,7 @@ class Debounce:
         timeout: DurationLike | None = None,
     ) -> DebounceDefinition[Any, Any]:
         _require_type(event, "Debounce event")
+        _require_versioning(state_version, migrate_state, "Debounce")
         if state is not None:
             _require_type(state, "Debounce state")
         _require_callable(execute, "Debounce execute")
@@ -320,6 +366,8 @@ class Debounce:
         return DebounceDefinition(
             event=event,
             state=event if state is None else state,
+            state_version=state_version,
+            migrate_state=migrate_state,
             execute=execute,
             flush_after=window,
             on_event=on_event,
@@ -344,6 +392,8 @@ class Task:
     def make(
         *,
         state: type[S],
+        state_version: int = 1,
+        migrate_state: Callable[[Any, int], Any] | None = None,
         event: type[E],
         on_event: Callable[[TaskContext[S, E]], Any],
         execute: Callable[[TaskContext[S, E]], Any],
@@ -353,6 +403,7 @@ class Task:
         timeout: DurationLike | None = None,
     ) -> TaskDefinition[S, E]:
         _require_type(state, "Task state")
+        _require_versioning(state_version, migrate_state, "Task")
         _require_type(event, "Task event")
         _require_callable(on_event, "Task on_event")
         _require_callable(execute, "Task execute")
@@ -361,6 +412,8 @@ class Task:
         _require_retry(retry)
         return TaskDefinition(
             state=state,
+            state_version=state_version,
+            migrate_state=migrate_state,
             event=event,
             on_event=on_event,
             execute=execute,

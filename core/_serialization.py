@@ -11,6 +11,29 @@ it encodes and decodes every value of one job with the user types restored, and 
 stored snapshot in an envelope with a schema version. A record from a newer schema, an
 unknown tag or malformed JSON raises ``StorageError`` naming what could not be read.
 Nothing here uses pickle or ``eval``.
+
+*State versions* (issue 10 §5). A job with a state declares ``state_version`` (default
+1) and, above 1, ``migrate_state(data, version)``, which turns a state's JSON form as
+written under ``version`` into the JSON form of ``version + 1``. Every stored record that
+holds a state says which version wrote it: the snapshot envelope always
+(``{"schema": 1, "state_version": 2, "snapshot": …}``); a dead letter (payload: the state
+or batch) and a ``job.started`` telemetry event (input: the state) carry the key only
+above 1, because earlier releases refuse unknown keys there and rows of unversioned jobs
+should stay readable by them. A record without the key is version 1 (every row written
+before versions existed). Reading applies the migration step by step, v1→v2→…→current,
+on the JSON form *before* it is structured, so the class of an older version need not
+exist any more; it is a pure function of the stored text and the definition, no IO.
+Writing stores the current version, so a migrated row is upgraded for good the next
+time its instance is written. A record from a newer version (code rolled back), a
+version that is not an int >= 1, a migration that raises, or a result that does not
+structure as the state type is a ``StorageError`` naming the instance and the versions.
+Decisions: a ``None`` state (a Task or Debounce with no state yet, a Task's dead letter
+before any state) is never migrated: "no state" means the same in every version. A
+WorkerPool has no state; its events (queue rows, dead letters) are not versioned here
+(see docs/evolving-types.md for changing an event type safely). Commit plans and
+commands (``encode_plan``) are not versioned: they are handed from one step to a store
+by the same code, never kept across a deploy. ``read_snapshot``, for tools without the
+registry, leaves the state as stored (JSON, of whatever version wrote it).
 """
 
 from __future__ import annotations
@@ -45,6 +68,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_INT",
     "SCHEMA_VERSION",
+    "STATE_VERSION_KEY",
     "TAGS",
     "Codec",
     "Unstructured",
@@ -55,6 +79,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION: Final = 1
+
+STATE_VERSION_KEY: Final = "state_version"
+"""Where a stored record says which version of its job's state type wrote its state."""
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 """``json.dumps(..., separators=...)`` builds an encoder per call; this one is reused."""
@@ -574,8 +601,18 @@ def typed(cls: Any, state_type: Any, event_type: Any) -> Any:
 _PAYLOAD_TAGS: Final = {TAGS[cls]: cls for cls in cmd.PAYLOAD_CLASSES}
 
 
+_Upgrade = Callable[[Any, Any, str], tuple[Any, str]]
+"""Brings a stored state (JSON form, stored version, instance) to the current version;
+returns it with a note for error messages (``""`` when nothing was migrated)."""
+
+
 def _decode_snapshot(
-    converter: cattrs.Converter, text: str, type_: Any, what: str, instance: str
+    converter: cattrs.Converter,
+    text: str,
+    type_: Any,
+    what: str,
+    instance: str,
+    upgrade: _Upgrade | None = None,
 ) -> Any:
     try:
         record = json.loads(text)
@@ -589,11 +626,15 @@ def _decode_snapshot(
             f"instance {instance}: stored schema {schema!r} is newer than this library "
             f"understands ({SCHEMA_VERSION})"
         )
+    body, note = record["snapshot"], ""
+    if upgrade is not None and isinstance(body, dict) and "state" in body:
+        state, note = upgrade(body["state"], record.get(STATE_VERSION_KEY, 1), instance)
+        body = {**body, "state": state}
     try:
-        return converter.structure(record["snapshot"], type_)
+        return converter.structure(body, type_)
     except Exception as error:
         raise StorageError(
-            f"instance {instance}: stored snapshot does not fit {what} ({_describe(error)})"
+            f"instance {instance}: stored snapshot{note} does not fit {what} ({_describe(error)})"
         ) from None
 
 
@@ -632,6 +673,9 @@ class Codec:
     def __init__(self, definition: Definition, converter: cattrs.Converter = _DEFAULT) -> None:
         self.definition = definition
         self.converter = converter
+        self.state_version: int = getattr(definition, "state_version", 1)
+        """The state version this job's code reads and writes (a pool's is always 1)."""
+        self._migrate: Callable[[Any, int], Any] | None = getattr(definition, "migrate_state", None)
         self.kind = kind_of(definition)
         self.state_type: Any = definition.state
         self.event_type: Any = getattr(definition, "event", definition.state)
@@ -645,12 +689,66 @@ class Codec:
     # ----------------------------------------------------------------- snapshots
     def encode_snapshot(self, snapshot: Any) -> str:
         body = self.converter.unstructure(snapshot, self.snapshot_type)
-        return _compact({"schema": SCHEMA_VERSION, "snapshot": body})
+        return _compact(
+            {"schema": SCHEMA_VERSION, STATE_VERSION_KEY: self.state_version, "snapshot": body}
+        )
 
     def decode_snapshot(self, text: str, *, instance: str = "?") -> Any:
         return _decode_snapshot(
-            self.converter, text, self.snapshot_type, f"{self.definition.name!r}", instance
+            self.converter,
+            text,
+            self.snapshot_type,
+            f"{self.definition.name!r}",
+            instance,
+            self._upgrade,
         )
+
+    # ------------------------------------------------------------ state versions
+    def upgrade_state(self, data: Any, version: int, *, instance: str = "?") -> Any:
+        """``data``, a state in its JSON form as written under state ``version``, in the
+        JSON form of this job's ``state_version``: ``migrate_state`` is applied once per
+        version in between (``None``, no state, is never migrated). ``StorageError``
+        naming the instance and the versions for a version newer than the code's, or a
+        migration that raises.
+
+        >>> from durable_jobs import Jobs, Task
+        >>> job = Task.make(state=dict, event=int, on_event=print, execute=print,
+        ...                 state_version=3, migrate_state=lambda d, v: {**d, f"v{v + 1}": 1})
+        >>> codec = Codec(Jobs(t=job)["t"])
+        >>> codec.upgrade_state({"n": 0}, 1)
+        {'n': 0, 'v2': 1, 'v3': 1}
+        >>> codec.upgrade_state({"n": 0}, 4, instance="task:t:u")
+        Traceback (most recent call last):
+        ...
+        durable_jobs._errors.StorageError: instance task:t:u: stored state version 4 of 't' is newer than its definition's state_version 3 (written by newer code)
+        """
+        return self._upgrade(data, version, instance)[0]
+
+    def _upgrade(self, data: Any, version: Any, instance: str) -> tuple[Any, str]:
+        current, name = self.state_version, self.definition.name
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise StorageError(
+                f"instance {instance}: stored state version {version!r} of {name!r} "
+                "is not an int >= 1"
+            )
+        if version > current:
+            raise StorageError(
+                f"instance {instance}: stored state version {version} of {name!r} is newer "
+                f"than its definition's state_version {current} (written by newer code)"
+            )
+        if version == current or data is None:
+            return data, ""
+        migrate = self._migrate
+        assert migrate is not None  # make refuses a version above 1 without one
+        for step in range(version, current):
+            try:
+                data = migrate(data, step)
+            except Exception as error:
+                raise StorageError(
+                    f"instance {instance}: migrate_state of {name!r} failed from state "
+                    f"version {step} to {step + 1} ({type(error).__name__}: {error})"
+                ) from None
+        return data, f" (its state migrated from version {version} to {current})"
 
     # ---------------------------------------------------------------- inputs
     def encode_input(self, value: inp.Input) -> dict[str, Any]:
@@ -682,6 +780,8 @@ class Codec:
     # ---------------------------------------------------------------- telemetry
     def encode_event(self, event: tel.TelemetryEvent) -> dict[str, Any]:
         data: dict[str, Any] = self.converter.unstructure(event, tel.TelemetryEvent)
+        if isinstance(event, tel.JobStarted) and self.state_version > 1:
+            data[STATE_VERSION_KEY] = self.state_version  # its input is a state
         return data
 
     def decode_event(self, data: dict[str, Any]) -> tel.TelemetryEvent:
@@ -690,13 +790,16 @@ class Codec:
         raise AssertionError("unreachable")  # pragma: no cover - _reading re-raises
 
     def _decode_event(self, data: dict[str, Any]) -> tel.TelemetryEvent:
+        version = data.get(STATE_VERSION_KEY, 1)
+        if STATE_VERSION_KEY in data:
+            data = {k: v for k, v in data.items() if k != STATE_VERSION_KEY}
         event: tel.TelemetryEvent = self.converter.structure(
             data,
             tel.TelemetryEvent,  # type: ignore[arg-type]
         )
         if isinstance(event, tel.JobStarted):
-            typed_input = self.converter.structure(event.input, self.state_type)
-            return attrs.evolve(event, input=typed_input)
+            state, _ = self._upgrade(event.input, version, event.instance_id)
+            return attrs.evolve(event, input=self.converter.structure(state, self.state_type))
         return event
 
     # ---------------------------------------------------------------- dead letters
@@ -707,15 +810,24 @@ class Codec:
     def encode_dead_letter(self, record: res.DeadLetter[Any]) -> dict[str, Any]:
         data: dict[str, Any] = self.converter.unstructure(record, res.DeadLetter[Any])
         data["payload"] = self.converter.unstructure(record.payload, self.payload_type())
+        if self.state_version > 1:
+            data[STATE_VERSION_KEY] = self.state_version  # its payload is a state
         return data
 
     def decode_dead_letter(self, data: dict[str, Any]) -> res.DeadLetter[Any]:
+        note = ""
         try:
+            version = data.get(STATE_VERSION_KEY, 1)
+            if STATE_VERSION_KEY in data:
+                data = {k: v for k, v in data.items() if k != STATE_VERSION_KEY}
             record = self.converter.structure(data, res.DeadLetter[Any])
-            payload = self.converter.structure(data["payload"], self.payload_type())
+            payload, note = self._upgrade(data["payload"], version, record.instance_id)
+            payload = self.converter.structure(payload, self.payload_type())
+        except StorageError:
+            raise
         except Exception as error:
             raise StorageError(
-                f"dead letter of {self.definition.name!r} cannot be read ({_describe(error)})"
+                f"dead letter of {self.definition.name!r}{note} cannot be read ({_describe(error)})"
             ) from None
         return attrs.evolve(record, payload=payload)
 

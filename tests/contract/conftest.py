@@ -4,10 +4,20 @@ Every test in ``tests/contract/`` takes ``make`` and runs unchanged on every int
 listed in ``INTERPRETERS``. An interpreter joins the suite by adding a factory that
 returns an object with the ``Harness`` surface: ``client()``, ``now()``, ``advance()``,
 ``advance_to()``, ``next_alarm_at()`` and ``telemetry``.
+
+``deploy`` stands for deploying new code over stored data (state versions, issue 10
+§5): its first call opens an interpreter with a registry; each later call closes it and
+opens one with the next registry over the same data. SQLite reopens the same file. The
+memory interpreter keeps Python objects and is gone when its process ends, so a new
+registry never meets its old values by itself; its ``deploy`` moves the old store's
+contents (snapshots with their alarms, dead letters, telemetry, queue rows) into the new
+interpreter through the core's ``Codec`` of each side, as every persistent store does:
+the old code encodes, the new code decodes (and migrates).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +29,7 @@ from durable_jobs import Client, Jobs, TelemetryEvent
 from durable_jobs.interpreters.clock import ManualClock
 from durable_jobs.interpreters.memory import MemoryInterpreter
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
+from durable_jobs.protocol import Codec, CommitPlan
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -60,6 +71,68 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Make]:
 
     yield build
     for harness in made:
+        close = getattr(harness, "close", None)
+        if close is not None:
+            close()
+
+
+Deploy = Callable[[Jobs], Harness]
+
+
+def _memory_deploy(old: MemoryInterpreter, jobs: Jobs) -> MemoryInterpreter:
+    """A memory interpreter running ``jobs`` over ``old``'s data, carried through JSON."""
+    new = MemoryInterpreter(jobs, start=old.now())
+    before, after = old._memory, new._memory
+    old_codecs = {name: Codec(definition) for name, definition in old.jobs.items()}
+    codecs = {name: Codec(definition) for name, definition in jobs.items()}
+    alarms = sorted(before._alarms.items(), key=lambda item: item[1][1])  # in setting order
+    for instance_id, (at, _) in alarms:
+        snapshot = before.snapshots[instance_id]
+        name = snapshot.key.job_name
+        text = old_codecs[name].encode_snapshot(snapshot)
+        moved = codecs[name].decode_snapshot(text, instance=instance_id)
+        plan = CommitPlan(snapshot.key, None, "put", moved, alarm_changed=True, alarm_at=at)
+        after.commit(jobs[name], plan)
+    for instance_id, snapshot in before.snapshots.items():
+        if instance_id not in before._alarms:
+            name = snapshot.key.job_name
+            text = old_codecs[name].encode_snapshot(snapshot)
+            moved = codecs[name].decode_snapshot(text, instance=instance_id)
+            after.commit(jobs[name], CommitPlan(snapshot.key, None, "put", moved))
+    after.dead = [
+        codecs[d.job_name].decode_dead_letter(
+            json.loads(json.dumps(old_codecs[d.job_name].encode_dead_letter(d)))
+        )
+        for d in before.dead
+    ]
+    after.telemetry = [
+        codecs[e.job_name].decode_event(
+            json.loads(json.dumps(old_codecs[e.job_name].encode_event(e)))
+        )
+        for e in before.telemetry
+    ]
+    after._queues = dict(before._queues)  # pool events are not versioned
+    return new
+
+
+@pytest.fixture(params=sorted(INTERPRETERS))
+def deploy(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deploy]:
+    live: list[Harness] = []
+
+    def build(jobs: Jobs) -> Harness:
+        if not live:
+            live.append(INTERPRETERS[request.param](jobs, tmp_path))
+        elif isinstance(live[-1], MemoryInterpreter):
+            live.append(_memory_deploy(live[-1], jobs))
+        else:
+            old = live[-1]
+            assert isinstance(old, SqliteInterpreter)
+            old.close()
+            live.append(SqliteInterpreter(jobs, tmp_path / "jobs.db", clock=ManualClock(old.now())))
+        return live[-1]
+
+    yield build
+    for harness in live:
         close = getattr(harness, "close", None)
         if close is not None:
             close()
