@@ -81,6 +81,7 @@ import os
 import platform
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -391,61 +392,125 @@ def _produce(threads: int, n: int, one: Callable[[int], object]) -> list[threadi
     return started
 
 
-def _ours_producers(folder: Path, synchronous: str, n: int, threads: int) -> float:
-    """Seconds until ``n`` jobs, enqueued one call each by ``threads`` producer threads
-    of one interpreter (the web process), were all run by a worker (another
-    interpreter on the file, ``run_forever`` in a thread) working meanwhile."""
-    done, count = threading.Event(), [0]
-    pool = _pool_job(done, count, n, PRODUCER_SHARDS)
-    jobs, path = Jobs(pool=pool), folder / f"ours-producers-{threads}.db"
-    with (
-        SqliteInterpreter(jobs, path, synchronous=synchronous) as web,
-        SqliteInterpreter(jobs, path, synchronous=synchronous) as worker,
-    ):
-        client = web.client().worker_pool(pool)
-        serving = threading.Thread(
-            target=worker.run_forever,
-            kwargs={"poll": "1 second", "workers": PRODUCER_SHARDS},
-            daemon=True,
-        )
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def count_one(i: int) -> None:
+    """A job of section 1b: one byte appended to the file ``BENCH_COUNTER`` names (so
+    the producer process sees, by its size, how many ran in the worker process)."""
+    fd = os.open(os.environ["BENCH_COUNTER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"x")
+    finally:
+        os.close(fd)
+
+
+def producer_jobs() -> Jobs:
+    """Section 1b's pool, the same in the producer and in the worker process."""
+    return Jobs(pool=WorkerPool.make(event=int, concurrency=PRODUCER_SHARDS, execute=count_one))
+
+
+_OURS_WORKER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from bench_sqlite import producer_jobs
+from durable_jobs.interpreters.sqlite import SqliteInterpreter
+db = SqliteInterpreter(producer_jobs(), sys.argv[2], synchronous=sys.argv[3])
+Path(sys.argv[4]).write_text("ready")
+db.run_forever(poll="1 second", workers=int(sys.argv[5]))
+"""
+_HUEY_WORKER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import bench_sqlite
+huey = bench_sqlite._huey(Path(sys.argv[2]), sys.argv[3])
+huey.task()(bench_sqlite.count_one)
+consumer = huey.create_consumer(workers=int(sys.argv[5]), worker_type="thread", periodic=False)
+Path(sys.argv[4]).write_text("ready")
+consumer.run()
+"""
+
+
+def _timed_with_worker(
+    folder: Path,
+    code: str,
+    db: Path,
+    synchronous: str,
+    workers: int,
+    n: int,
+    produce: Callable[[int], object],
+    threads: int,
+) -> float:
+    """Seconds from the first ``produce`` call of ``threads`` producer threads until a
+    worker process (``code``, started and ready beforehand) ran ``n`` jobs."""
+    counter, ready = folder / f"{db.stem}.count", folder / f"{db.stem}.ready"
+    env = {**os.environ, "BENCH_COUNTER": str(counter)}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(BENCH_DIR),
+            str(db),
+            synchronous,
+            str(ready),
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        _wait(ready.exists, "the worker process to start")
+        os.environ["BENCH_COUNTER"] = str(counter)
         started = time.perf_counter()
-        serving.start()
-        producers = _produce(threads, n, lambda i: client.enqueue(id=f"job-{i}", event=i))
-        _require(done.wait(WAIT_LIMIT_S), f"the worker ran {count[0]:,} of {n:,}")
-        _wait(lambda: client.status().total_processed == n, "the last outcome to commit")
+        producers = _produce(threads, n, produce)
+        _wait(lambda: counter.exists() and counter.stat().st_size >= n, f"{n:,} jobs to run")
         finished = time.perf_counter()
         for producer in producers:
             producer.join()
-        worker.stop()
-        serving.join()
-        _require(not worker.errors, f"errors {worker.errors}")
+        _require(counter.stat().st_size == n, f"{counter.stat().st_size:,} jobs ran, not {n:,}")
+    finally:
+        worker.terminate()
+        worker.wait(30)
     return finished - started
+
+
+def _ours_producers(folder: Path, synchronous: str, n: int, threads: int) -> float:
+    """Seconds until ``n`` jobs, enqueued one call each by ``threads`` producer threads
+    (the web process), were run by a worker process (``run_forever``)."""
+    path = folder / f"ours-producers-{threads}.db"
+    with SqliteInterpreter(producer_jobs(), path, synchronous=synchronous) as web:
+        client = web.client().worker_pool("pool")
+        return _timed_with_worker(
+            folder,
+            _OURS_WORKER,
+            path,
+            synchronous,
+            PRODUCER_SHARDS,
+            n,
+            lambda i: client.enqueue(id=f"job-{i}", event=i),
+            threads,
+        )
 
 
 def _huey_producers(folder: Path, synchronous: str, n: int, threads: int, workers: int) -> float:
-    """The same with Huey: ``threads`` threads calling a task, a consumer meanwhile."""
-    done, count, lock = threading.Event(), [0], threading.Lock()
-    huey = _huey(folder / f"huey-producers-{threads}-{workers}.db", synchronous)
+    """The same with Huey: ``threads`` threads calling a task, a consumer process."""
+    path = folder / f"huey-producers-{threads}-{workers}.db"
+    huey = _huey(path, synchronous)
+    # Registered from the module ``bench_sqlite`` (not ``__main__``), as the consumer
+    # process registers it: Huey finds a task by its module and name.
+    sys.path.insert(0, str(BENCH_DIR))
+    import bench_sqlite
 
-    def count_until_n(i: int) -> None:
-        with lock:
-            count[0] += 1
-            if count[0] == n:
-                done.set()
-
-    task = huey.task()(count_until_n)
-    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=False)
-    with _signals_kept():
-        started = time.perf_counter()
-        consumer.start()
-        producers = _produce(threads, n, task)
-        _require(done.wait(WAIT_LIMIT_S), f"the Huey worker ran {count[0]:,} of {n:,}")
-        finished = time.perf_counter()
-        for producer in producers:
-            producer.join()
-        consumer.stop(graceful=True)
-    huey.storage.close()
-    return finished - started
+    task = huey.task()(bench_sqlite.count_one)
+    try:
+        return _timed_with_worker(
+            folder, _HUEY_WORKER, path, synchronous, workers, n, task, threads
+        )
+    finally:
+        huey.storage.close()
 
 
 def _producers(folder: Path, synchronous: str, n: int, threads: int) -> Producers:
@@ -709,10 +774,10 @@ def _summary(f: Figures, quick: bool, load_at_start: str) -> str:
             f"{f.single.worker_rate:,.0f} jobs/s",
         ),
         "-" * 86,
-        f"1b. many producers: enqueue called once per job by producer threads of one process"
-        f" while one worker runs ({PRODUCER_SHARDS} shards, run_forever(workers="
-        f"{PRODUCER_SHARDS}) on its own connection; Huey: its better consumer of 1 or 8 "
-        "worker threads); until every job ran",
+        f"1b. many producers: enqueue called once per job by producer threads of this process"
+        f" while one worker process runs ({PRODUCER_SHARDS} shards, run_forever(workers="
+        f"{PRODUCER_SHARDS}); Huey: its better consumer of 1 or 8 worker threads); from the"
+        " first call until every job ran",
     ]
     for shape in f.producers:
         target = PRODUCER_TARGETS[shape.threads]
