@@ -76,6 +76,7 @@ stored); durable-jobs uses SQLite's default cache.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import platform
@@ -405,9 +406,14 @@ def count_one(i: int) -> None:
         os.close(fd)
 
 
+def count_event(ctx: PoolContext[int]) -> None:
+    """Section 1b's pool ``execute``: count the event (``count_one``)."""
+    count_one(ctx.event)
+
+
 def producer_jobs() -> Jobs:
     """Section 1b's pool, the same in the producer and in the worker process."""
-    return Jobs(pool=WorkerPool.make(event=int, concurrency=PRODUCER_SHARDS, execute=count_one))
+    return Jobs(pool=WorkerPool.make(event=int, concurrency=PRODUCER_SHARDS, execute=count_event))
 
 
 _OURS_WORKER = """
@@ -502,9 +508,8 @@ def _huey_producers(folder: Path, synchronous: str, n: int, threads: int, worker
     # Registered from the module ``bench_sqlite`` (not ``__main__``), as the consumer
     # process registers it: Huey finds a task by its module and name.
     sys.path.insert(0, str(BENCH_DIR))
-    import bench_sqlite
-
-    task = huey.task()(bench_sqlite.count_one)
+    module = importlib.import_module("bench_sqlite")
+    task = huey.task()(module.count_one)
     try:
         return _timed_with_worker(
             folder, _HUEY_WORKER, path, synchronous, workers, n, task, threads
