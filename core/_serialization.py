@@ -38,13 +38,15 @@ registry, leaves the state as stored (JSON, of whatever version wrote it).
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import reprlib
 from collections import abc
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
+from types import UnionType
 from typing import Any, Final, Optional, Union, get_args, get_origin
 
 import attrs
@@ -183,6 +185,7 @@ def make_converter() -> cattrs.Converter:
     _strict_scalars(converter)
     _arrays_from_arrays_only(converter)
     _attrs_from_mappings_only(converter)
+    _enums_by_value(converter)
 
     def tag(cls: type) -> str:
         return TAGS[get_origin(cls) or cls]  # Persist[Any] is tagged as Persist
@@ -222,11 +225,13 @@ def _strict_scalars(converter: cattrs.Converter) -> None:
     """Scalars structure only from their own JSON kind: no ``str(1)``, no ``int("7")``."""
 
     def exact(kind: type, accepted: tuple[type, ...]) -> Any:
-        def hook(value: Any, _: Any) -> Any:
+        def hook(value: Any, type_: Any) -> Any:
             if isinstance(value, bool) and kind is not bool:
                 raise TypeError(f"expected {kind.__name__}, got a bool")
             if not isinstance(value, accepted):
                 raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+            if type_ is not kind and isinstance(type_, type) and issubclass(type_, enum.Enum):
+                return type_(value)  # an IntEnum or StrEnum member, by its value
             return kind(value)
 
         return hook
@@ -277,6 +282,18 @@ def _arrays_from_arrays_only(converter: cattrs.Converter) -> None:
         return (type_ if origin is None else origin) in _ARRAYS
 
     converter.register_structure_hook_factory(is_array, factory)
+
+
+def _enums_by_value(converter: cattrs.Converter) -> None:
+    """An enum member is stored as its value and read back as the member. (An
+    ``IntEnum``/``StrEnum`` type reaches the ``int``/``str`` hooks of
+    ``_strict_scalars`` first, which build the member too; this covers the others.)"""
+
+    def is_enum(type_: Any) -> bool:
+        return isinstance(type_, type) and issubclass(type_, enum.Enum)
+
+    converter.register_unstructure_hook_func(is_enum, lambda member: member.value)
+    converter.register_structure_hook_func(is_enum, lambda value, type_: type_(value))
 
 
 def _attrs_from_mappings_only(converter: cattrs.Converter) -> None:
@@ -426,6 +443,8 @@ def _check_json(raw: Any, depth: int) -> None:
                     _check_json(item, depth + 1)
                 except _NotJson as error:
                     raise _at(error, key) from None
+    elif isinstance(raw, enum.Enum):  # an IntEnum/StrEnum member: stored as its value
+        _check_json(raw.value, depth)
     elif raw is not None and kind is not bool:
         raise _NotJson(f"{type(raw).__name__} is not JSON")
 
@@ -460,6 +479,11 @@ def _build_checker(type_: Any) -> _Check | None:
     if isinstance(type_, type) and attrs.has(type_):
         return _attrs_checker(type_)
     origin, args = get_origin(type_), get_args(type_)
+    if origin is Union or origin is UnionType:
+        members = [(member, _checker(member)) for member in args]
+        if all(check is None for _, check in members):
+            return None
+        return _union_checker(tuple(members))
     if origin in _MAPPINGS and len(args) == 2:
         inner = _checker(args[1])
         return None if inner is None else _mapping_checker(inner)
@@ -473,6 +497,29 @@ def _build_checker(type_: Any) -> _Check | None:
 
 
 _cached_checker = lru_cache(maxsize=1024)(_build_checker)
+
+
+def _union_checker(members: tuple[tuple[Any, _Check | None], ...]) -> _Check:
+    """The check of the first member the value is an instance of (``None`` fits
+    ``None``); a value no member class matches is checked as ``Any`` if one member is."""
+
+    def check(value: Any, depth: int) -> None:
+        if value is None:
+            return
+        loose = None
+        for member, inner in members:
+            if member is Any or member is object:
+                loose = inner
+                continue
+            runtime = get_origin(member) or member
+            if isinstance(runtime, type) and isinstance(value, runtime):
+                if inner is not None:
+                    inner(value, depth)
+                return
+        if loose is not None:
+            loose(value, depth)
+
+    return check
 
 
 def _mapping_checker(inner: _Check) -> _Check:
@@ -526,10 +573,12 @@ def _attrs_checker(cls: type) -> _Check:
         if not isinstance(value, cls):
             return
         if fields is None:
+            with suppress(NameError, TypeError):  # a name the class's module lacks
+                attrs.resolve_types(cls)  # ``from __future__ import annotations``
             found = []
             for field in attrs.fields(cls):
                 inner = None if isinstance(field.type, str) else _checker(field.type)
-                if inner is not None:  # (a string annotation cannot be checked)
+                if inner is not None:  # (an annotation that does not resolve is left)
                     found.append((field.name, inner))
             fields = found
         if fields and depth >= MAX_DEPTH:

@@ -13,8 +13,9 @@ The row's lease is the store's business, because several processes share one fil
 a plan that ``starts_run`` takes the lease for this store's owner, until now + lease;
 a plan that writes a snapshot with a run in flight it did not start (an enqueue while
 an event runs, from any process) leaves the stored lease alone; other writes clear it.
-The worker's claims, the lease renewal of the heartbeat and the set-aside of an
-unreadable row are SQL kept here too (``claim_due``, ``renew_leases``, ``set_aside``).
+The worker's claims, the lease renewal of the heartbeat and the real lease given to a
+row whose times are not times are SQL kept here too (``claim_due``, ``renew_leases``,
+``set_aside``).
 
 *When a lease has run out* (decision, hardening). ``lease_until`` is written from the
 owner's wall clock, and a wall clock can step (NTP, a VM resumed): judged by it alone,
@@ -26,7 +27,7 @@ lease on the monotonic clock *and* ``lease_until`` has passed on the wall clock.
 step alone therefore never starts a second run; the price is that a worker that starts
 up recovers a dead worker's run one lease after it first sees the row, not at once.
 Renewals need the write lock. When this store could not get it, or waited long for it
-(more than a tenth of a lease), another connection held it and the owners' heartbeats
+(more than a third of a lease, the heartbeat's period), another connection held it and the owners' heartbeats
 were shut out too: no lease runs out while this store's last try failed, and once it
 gets the lock again every observation starts afresh from then, so the owners have a
 whole lease to renew. A run is not taken from a worker because the file was locked. (An
@@ -115,8 +116,9 @@ OPEN_TIMEOUT: Final = 30.0
 """Seconds opening a file waits for another connection's lock, whatever the busy
 timeout."""
 STALL_FLOOR_MS: Final = 50
-"""A wait for the write lock longer than a tenth of a lease (and than this many ms)
-means another connection held it: observations of leases start again (module header)."""
+"""A wait for the write lock longer than a third of a lease, the heartbeat's period (and
+than this many ms), means another connection held it long enough to shut a renewal out:
+observations of leases start again (module header)."""
 _DUE: Final = (
     "SELECT instance_id, job_name, job_type, user_id, alarm_at FROM instances "
     "WHERE alarm_at IS NOT NULL AND alarm_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
@@ -195,7 +197,7 @@ class SqliteStore:
         self._seen: dict[str, tuple[LeaseToken, int]] = {}
         self._blocked = False  # the last try to take the write lock failed
         self._writable_since: int | None = None  # when it was taken after a long wait
-        self._stall_ms = max(lease_ms / 10, STALL_FLOOR_MS)
+        self._stall_ms = max(lease_ms / 3, STALL_FLOOR_MS)
         self.lock = threading.RLock()
         self._closed = False
         self._outbox: list[tuple[str, str]] = []  # telemetry rows of the open transaction
@@ -367,10 +369,11 @@ class SqliteStore:
                 db.execute(_UPSERT_WITH_ALARM, values + alarm_values)
             else:
                 db.execute(_UPSERT, values)
-        elif alarm_values:
+        elif alarm_values:  # (an alarm set to what it is keeps its place among equals)
             db.execute(
-                "UPDATE instances SET alarm_at = ?, alarm_seq = ? WHERE instance_id = ?",
-                (*alarm_values, instance_id),
+                "UPDATE instances SET alarm_at = ?, alarm_seq = ? "
+                "WHERE instance_id = ? AND alarm_at IS NOT ?",
+                (*alarm_values, instance_id, alarm_values[0]),
             )
 
     def _next_alarm_seq(self) -> int:
@@ -562,7 +565,9 @@ class SqliteStore:
         return taken
 
     def set_aside(self, instance_id: str) -> None:
-        """Lease a row that cannot be run (unreadable) so it is not picked again at once."""
+        """Give a row whose ``alarm_at`` or ``lease_until`` is not a time a real lease
+        (until now + lease), so that it can be claimed again when that lease ends.
+        (Unreadable rows are set aside in the worker's memory and nothing is written.)"""
         with self.transaction():
             self.db.execute(
                 "UPDATE instances SET lease_owner = ?, lease_until = ? WHERE instance_id = ?",

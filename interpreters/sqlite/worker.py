@@ -193,10 +193,15 @@ class _SharedCommits:
                 if not future.done():
                     future.set_exception(error)
             return
-        for future, run in made:
-            future.set_result(run)
-        for future, problem in failed:
-            future.set_exception(problem)
+        try:
+            for future, run in made:
+                future.set_result(run)
+            for future, problem in failed:
+                future.set_exception(problem)
+        finally:  # (interrupted while handing results out: no thread may wait for ever)
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(DurableJobsError("the shared commit was interrupted"))
 
 
 class SqliteInterpreter(Engine):
@@ -476,7 +481,6 @@ class SqliteInterpreter(Engine):
                     self._drive(chain)
                 except (DurableJobsError, *UNCOMMITTABLE) as error:
                     self._let_go(chain)
-                    # may write (set aside) too
                     self._report(chain.key.instance_id, _as_error(chain, error))
             except BaseException:
                 for left in chains[index:]:  # this one and those not driven yet
@@ -556,6 +560,7 @@ class SqliteInterpreter(Engine):
                         self._let_go(chain)  # the chain ended
                         continue
                     self._held.add(chain.key.instance_id)
+                    self._lost.discard(chain.key.instance_id)  # a run of its own again
                     runs.append((chain, run))
         except BaseException:
             # The transaction did not commit: no run of it started. Runs that had
@@ -565,10 +570,7 @@ class SqliteInterpreter(Engine):
                     self._held.discard(chain.key.instance_id)
             raise
         for chain, problem in failed:
-            try:
-                self._report(chain.key.instance_id, problem)
-            except sqlite3.OperationalError as error:  # the runs committed above must start
-                _log.warning("could not set %s aside (%s)", chain.key.instance_id, error)
+            self._report(chain.key.instance_id, problem)  # writes nothing
         return runs
 
     def _let_go(self, chain: Chain) -> None:
@@ -654,7 +656,10 @@ class SqliteInterpreter(Engine):
                     _log.warning("could not renew leases (%s); trying again", error)
                 continue
             renewed, warned = monotonic(), False
+            still = self._busy | self._held  # (a run that ended meanwhile is not lost)
             for instance_id in taken:
+                if instance_id not in still:
+                    continue
                 self._lost.add(instance_id)
                 _log.error(
                     "the run of %s was taken over by another worker after its lease ran "

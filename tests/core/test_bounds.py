@@ -7,11 +7,13 @@ cannot bind, a float that never ends).
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -177,3 +179,48 @@ def test_nesting_is_bounded_at_the_boundary() -> None:
         deep = [deep]
     with pytest.raises(ValidationError, match="nested deeper than 100 levels"):
         validate(deep, Any, what="event")
+
+
+class Color(enum.IntEnum):
+    RED = 1
+    BLUE = 2
+
+
+class Mood(enum.Enum):
+    CALM = "calm"
+
+
+@attrs.frozen
+class Annotated:
+    """String annotations (this module has ``from __future__ import annotations``)."""
+
+    meta: dict[str, Any]
+    extra: dict[str, Any] | None = None
+    loose: Any | None = None
+    color: Color = Color.RED
+    mood: Mood = Mood.CALM
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (Annotated({"a": (1, 2)}), r"\$\.meta\.a: a tuple"),
+        (Annotated({}, {"x": {1}}), r"\$\.extra\.x: a set"),
+        (Annotated({}, None, b"x"), r"\$\.loose: a bytes"),
+    ],
+)
+def test_any_inside_string_annotated_classes_and_unions_is_checked_too(
+    value: Annotated, where: str
+) -> None:
+    for _ in range(2):  # the second time from the cached check
+        with pytest.raises(ValidationError, match=where):
+            validate(value, Annotated, what="state")
+
+
+def test_enum_members_round_trip_as_members() -> None:
+    value = Annotated({"ok": [1]}, {"x": None}, 3, Color.BLUE, Mood.CALM)
+    assert validate(value, Annotated, what="state") == value
+    assert validate(Color.BLUE, Color, what="event") is Color.BLUE
+    assert validate(Unstructured(2), Color, what="event") is Color.BLUE
+    with pytest.raises(ValidationError, match="3 is not a valid Color"):
+        validate(Unstructured(3), Color, what="event")

@@ -196,9 +196,9 @@ ODD_IDS = ["🚀 launch", "a:b%3Ac", "\x1b[2J\x1b]0;title\x07", "x" * 1024, "é"
 @pytest.mark.parametrize("odd", ODD_IDS, ids=["emoji", "escapes", "control", "long", "long-utf8"])
 def test_odd_ids_are_claimed_renewed_and_run_once(tmp_path: Path, odd: str) -> None:
     runs = Runs()
-    jobs, path = _long_task(runs, seconds=1.0), tmp_path / "jobs.db"
-    owner = SqliteInterpreter(jobs, path, lease="200 ms")
-    other = SqliteInterpreter(jobs, path, lease="200 ms")
+    jobs, path = _long_task(runs, seconds=2.0), tmp_path / "jobs.db"
+    owner = SqliteInterpreter(jobs, path, lease="1 second")  # renewed twice or more
+    other = SqliteInterpreter(jobs, path, lease="1 second")
     with _workers(owner, other):
         owner.client().task("t").send(id=odd, event=1)
         deadline = time.monotonic() + 6
