@@ -27,7 +27,7 @@ lease on the monotonic clock *and* ``lease_until`` has passed on the wall clock.
 step alone therefore never starts a second run; the price is that a worker that starts
 up recovers a dead worker's run one lease after it first sees the row, not at once.
 Renewals need the write lock. When this store could not get it, or waited long for it
-(more than a third of a lease, the heartbeat's period), another connection held it and the owners' heartbeats
+(more than a tenth of a lease), another connection held it and the owners' heartbeats
 were shut out too: no lease runs out while this store's last try failed, and once it
 gets the lock again every observation starts afresh from then, so the owners have a
 whole lease to renew. A run is not taken from a worker because the file was locked. (An
@@ -116,9 +116,11 @@ OPEN_TIMEOUT: Final = 30.0
 """Seconds opening a file waits for another connection's lock, whatever the busy
 timeout."""
 STALL_FLOOR_MS: Final = 50
-"""A wait for the write lock longer than a third of a lease, the heartbeat's period (and
-than this many ms), means another connection held it long enough to shut a renewal out:
-observations of leases start again (module header)."""
+"""A wait for the write lock longer than a tenth of a lease (and than this many ms)
+means another connection held it, maybe for far longer than this store waited (it sees
+only the end of the lock), and may have shut renewals out: observations of leases start
+again (module header). Lower is safer; the price of a wait taken for a lock is only a
+later recovery of a dead worker's run."""
 _DUE: Final = (
     "SELECT instance_id, job_name, job_type, user_id, alarm_at FROM instances "
     "WHERE alarm_at IS NOT NULL AND alarm_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
@@ -197,7 +199,7 @@ class SqliteStore:
         self._seen: dict[str, tuple[LeaseToken, int]] = {}
         self._blocked = False  # the last try to take the write lock failed
         self._writable_since: int | None = None  # when it was taken after a long wait
-        self._stall_ms = max(lease_ms / 3, STALL_FLOOR_MS)
+        self._stall_ms = max(lease_ms / 10, STALL_FLOOR_MS)
         self.lock = threading.RLock()
         self._closed = False
         self._outbox: list[tuple[str, str]] = []  # telemetry rows of the open transaction
