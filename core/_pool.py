@@ -453,8 +453,9 @@ def _admit(
         return Failure(
             Rejection(
                 "queue_full",
-                f"{shard.key.instance_id} holds {held} pending or delayed events "
-                f"(max_queue_depth={depth})",
+                f"{shard.key.instance_id} holds {counters.queued} pending events"
+                + (f" and {counters.delayed} delayed" if counters.delayed else "")
+                + f" (max_queue_depth={depth})",
             )
         )
     priority = request.priority
