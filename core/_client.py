@@ -17,6 +17,7 @@ typed value from it; at run time both forms are checked against the declared typ
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 import attrs
@@ -29,7 +30,12 @@ from durable_jobs._definitions import (
     TaskDefinition,
     WorkerPoolDefinition,
 )
-from durable_jobs._errors import DurableJobsError, UserCodeError, ValidationError
+from durable_jobs._errors import (
+    DefinitionError,
+    DurableJobsError,
+    UserCodeError,
+    ValidationError,
+)
 from durable_jobs._inputs import (
     ContinuousGetState,
     ContinuousStart,
@@ -84,6 +90,7 @@ from durable_jobs._results import (
     TaskTriggerResult,
 )
 from durable_jobs._serialization import MAX_INT, Unstructured, validate
+from durable_jobs._time import Duration, DurationLike, Instant, from_datetime, parse_duration
 
 __all__ = [
     "INVALID_STATE",
@@ -143,14 +150,16 @@ def _expect(reply: ReplyValue, kind: type[R], definition: Definition) -> R:
 class Enqueue(Generic[E]):
     """One event for ``WorkerPoolClient.enqueue_many``: the arguments of ``enqueue``.
 
-    >>> Enqueue("order-1", {"sku": "A"}, priority=5).priority
-    5
+    >>> Enqueue("order-1", {"sku": "A"}, priority=5, delay="10 minutes").delay
+    '10 minutes'
     """
 
     id: str
     event: E | Unstructured
     partition_key: str | None = None
     priority: int = 0
+    delay: DurationLike | None = None
+    at: datetime | None = None
 
 
 D = TypeVar("D", bound=Definition)
@@ -259,6 +268,31 @@ class TaskClient(_JobClient[TaskDefinition[S, E]]):
         return self._dead_letters()
 
 
+def _due(delay: object, at: object) -> tuple[Duration | None, Instant | None]:
+    """The checked ``delay`` or ``at`` of an enqueue (a request's input: refusals are
+    ``ValidationError``).
+
+    >>> _due("90 seconds", None)
+    (90000, None)
+    >>> _due("1 second", datetime(2030, 1, 1))
+    Traceback (most recent call last):
+    ...
+    durable_jobs._errors.ValidationError: give delay or at, not both
+    """
+    if delay is not None and at is not None:
+        raise ValidationError("give delay or at, not both")
+    try:
+        if delay is not None:
+            return parse_duration(delay, what="delay"), None  # type: ignore[arg-type]
+        if at is not None:
+            if not isinstance(at, datetime):
+                raise ValidationError(f"at must be an aware datetime, got {at!r}")
+            return None, from_datetime(at)
+    except DefinitionError as error:
+        raise ValidationError(str(error) if at is None else f"at: {error}") from None
+    return None, None
+
+
 _CANCEL_PREFERENCE = ("cancelled", "already_processing", "already_completed", "not_found")
 
 
@@ -292,10 +326,31 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
         event: E | Unstructured,
         partition_key: str | None = None,
         priority: int = 0,
+        delay: DurationLike | None = None,
+        at: datetime | None = None,
     ) -> PoolEnqueueResult:
         """Queue ``event`` under the event id ``id`` (re-sending an id is answered as a
-        duplicate while it is pending, running, or finished within ``dedup_retention``)."""
-        request = self._enqueue_request(id, event, partition_key, priority)
+        duplicate while it is delayed, pending, running, or finished within
+        ``dedup_retention``).
+
+        ``delay`` (a duration from now) or ``at`` (an aware ``datetime``; one of them at
+        most) stores the event at once but holds it back until it is due; then it takes
+        its place by priority and enqueue order. A due time not in the future means now.
+        The result's ``due_at`` says when a delayed event is due.
+
+        >>> from datetime import timedelta
+        >>> from durable_jobs import Jobs, WorkerPool
+        >>> from durable_jobs.interpreters.memory import MemoryInterpreter
+        >>> mail = WorkerPool.make(event=str, concurrency=1, execute=lambda c: print(c.event))
+        >>> sim = MemoryInterpreter(Jobs(mail=mail))
+        >>> pool = sim.client().worker_pool(mail)
+        >>> pool.enqueue(id="later", event="see you", delay="1 hour").due_at - sim.now()
+        datetime.timedelta(seconds=3600)
+        >>> sim.advance("59 minutes")
+        >>> sim.advance("1 minute")
+        see you
+        """
+        request = self._enqueue_request(id, event, partition_key, priority, delay, at)
         return self._call(request, PoolEnqueueResult)
 
     def enqueue_many(self, events: Iterable[Enqueue[E]]) -> list[PoolEnqueueResult]:
@@ -322,7 +377,9 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
             if not isinstance(one, Enqueue):
                 raise ValidationError(f"enqueue_many takes Enqueue values, got {one!r}")
         requests = [
-            self._enqueue_request(one.id, one.event, one.partition_key, one.priority)
+            self._enqueue_request(
+                one.id, one.event, one.partition_key, one.priority, one.delay, one.at
+            )
             for one in batch
         ]
         shards: dict[str, list[PoolEnqueue]] = {}
@@ -339,7 +396,13 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
         return [answers[request.id].pop() for request in requests]
 
     def _enqueue_request(
-        self, id: object, event: object, partition_key: object, priority: object
+        self,
+        id: object,
+        event: object,
+        partition_key: object,
+        priority: object,
+        delay: object = None,
+        at: object = None,
     ) -> PoolEnqueue:
         event_id = check_id(id)
         key = None if partition_key is None else check_id(partition_key, "partition_key")
@@ -347,9 +410,10 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
             raise ValidationError(
                 f"priority must be an int between -{MAX_INT} and {MAX_INT}, got {priority!r}"
             )
+        wait, when = _due(delay, at)
         value = validate(event, self._definition.event, what="event")
         index = shard_index(key if key is not None else event_id, len(self._shards))
-        return PoolEnqueue(str(index), event_id, value, key, priority)
+        return PoolEnqueue(str(index), event_id, value, key, priority, wait, when)
 
     def pause(self, index: int | None = None) -> PoolPauseResult:
         """Stop processing (one shard, or all); enqueues are still accepted."""
@@ -362,7 +426,7 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
         return PoolResumeResult(all(r.resumed for r in results))
 
     def cancel(self, event_id: str) -> PoolCancelResult:
-        """Remove a pending event; says why when it cannot."""
+        """Remove a pending or delayed event; says why when it cannot."""
         checked = check_id(event_id)
         answers: list[PoolCancelResult] = [
             self._call(PoolCancel(str(i), checked), PoolCancelResult) for i in self._shards
@@ -370,7 +434,8 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
         return min(answers, key=lambda r: _CANCEL_PREFERENCE.index(r.reason))
 
     def drain(self, index: int | None = None) -> PoolDrainResult:
-        """Remove every pending event (one shard, or all); the running one finishes."""
+        """Remove every pending and delayed event (one shard, or all); the running one
+        finishes."""
         results = [self._call(PoolDrain(str(i)), PoolDrainResult) for i in self._indexes(index)]
         return PoolDrainResult(
             drained=all(r.drained for r in results),
@@ -392,6 +457,7 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
             total_dead_lettered=sum(s.dead_lettered_count for s in shards),
             active_instances=sum(s.status in ("processing", "idle") for s in shards),
             paused_instances=sum(s.status == "paused" for s in shards),
+            total_delayed=sum(s.delayed_count for s in shards),
         )
 
     def dead_letters(self) -> list[DeadLetter[E]]:

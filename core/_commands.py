@@ -55,6 +55,7 @@ __all__ = [
     "PutQueueItem",
     "QueueChange",
     "RecordDeadLetter",
+    "ReleaseQueueItem",
     "Reply",
     "RunUserCode",
     "ScheduleAlarm",
@@ -287,14 +288,23 @@ class RunUserCode:
 
 @attrs.frozen
 class PutQueueItem(Generic[E]):
-    """Store a pending WorkerPool event in the shard's queue (ordered by priority, seq)."""
+    """Store a pending WorkerPool event in the shard's queue (ordered by priority, seq),
+    or, when its ``due_at`` is set, a delayed one in the delayed index (by due time)."""
+
+    item: QueueItem[E]
+
+
+@attrs.frozen
+class ReleaseQueueItem(Generic[E]):
+    """A delayed event fell due: its delayed row becomes ``item`` (the same event with
+    ``due_at`` cleared), pending in the queue by its priority and original ``seq``."""
 
     item: QueueItem[E]
 
 
 @attrs.frozen
 class DeleteQueueItem:
-    """Remove a pending event from the shard's queue."""
+    """Remove a pending or delayed event from the shard."""
 
     event_id: str
 
@@ -310,7 +320,7 @@ class TakeQueueItem:
 
 @attrs.frozen
 class ClearQueue:
-    """Remove every pending event of the shard's queue."""
+    """Remove every pending and every delayed event of the shard."""
 
 
 @attrs.frozen
@@ -328,7 +338,13 @@ class DeleteFinished:
 
 
 QueueChange = (
-    PutQueueItem[Any] | DeleteQueueItem | TakeQueueItem | ClearQueue | PutFinished | DeleteFinished
+    PutQueueItem[Any]
+    | ReleaseQueueItem[Any]
+    | DeleteQueueItem
+    | TakeQueueItem
+    | ClearQueue
+    | PutFinished
+    | DeleteFinished
 )
 """The commands that change a WorkerPool shard's queue rows, applied in order."""
 
@@ -343,6 +359,7 @@ Command = (
     | Reply
     | RunUserCode
     | PutQueueItem[Any]
+    | ReleaseQueueItem[Any]
     | DeleteQueueItem
     | TakeQueueItem
     | ClearQueue

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import attrs
 
 from durable_jobs._errors import ErrorInfo
-from durable_jobs._time import Instant
+from durable_jobs._time import Duration, Instant
 
 __all__ = [
     "AlarmFired",
@@ -131,13 +131,19 @@ class TaskGetState:
 
 @attrs.frozen
 class PoolEnqueue:
-    """Enqueue ``event`` as ``event_id`` on shard ``id`` (the shard index, as text)."""
+    """Enqueue ``event`` as ``event_id`` on shard ``id`` (the shard index, as text).
+
+    ``delay`` (from the time the request is decided) or ``at`` (at most one of them)
+    holds the event back until it is due; a due time not after ``now`` means now.
+    """
 
     id: str
     event_id: str
     event: Any
     partition_key: str | None = None
     priority: int = 0
+    delay: Duration | None = None
+    at: Instant | None = None
 
 
 @attrs.frozen

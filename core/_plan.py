@@ -31,6 +31,7 @@ from durable_jobs._commands import (
     PutQueueItem,
     QueueChange,
     RecordDeadLetter,
+    ReleaseQueueItem,
     Reply,
     RunUserCode,
     ScheduleAlarm,
@@ -144,6 +145,7 @@ def plan_of(
                 | DeleteFinished()
                 | DeleteQueueItem()
                 | ClearQueue()
+                | ReleaseQueueItem()
             ):
                 queue += (command,)
             case Purge():

@@ -48,8 +48,40 @@ core cannot log and never raises (handlers are total), the event is committed wi
 repair in the same transition and reaches whoever watches telemetry on every
 interpreter, while a ``StorageError`` would refuse the step and leave a shard whose rows
 are fine stuck. The events that were lost cannot be named (their rows are gone); the
-ones still stored run as usual. Counters too low (a row inserted by hand) cause no loop:
-such rows wait until the next enqueue wakes the shard.
+ones still stored run as usual. The delayed count is repaired the same way when the
+alarm's read of the delayed index proves it too high (no delayed row left after the ones
+released). Counters too low (a row inserted by hand) cause no loop: such rows wait until
+the next enqueue wakes the shard.
+
+*Delayed and scheduled events.* ``enqueue(..., delay=| at=)`` (Celery's
+``countdown``/``eta``, Huey's ``delay``/``eta``) stores the event at once as a *delayed*
+row with its ``due_at``, kept apart from the queue in an index by due time; a due time
+not after ``now`` means now (the event is queued as usual). Decisions:
+
+- From the moment it is enqueued a delayed event is the shard's like any other: it
+  takes a ``seq``, counts against ``max_queue_depth``, is de-duplicated by id (a
+  re-sent id is ``duplicate=True``, answered with the stored ``due_at``), ``cancel``
+  removes it and ``drain`` removes it too (a drain empties the shard of everything that
+  has not started). ``pause`` holds it back like the queue: what falls due while paused
+  runs after ``resume``. Its enqueue answer has ``position=None`` (it is not in line).
+- It is never processed before it is due. Once due it takes its place by the usual
+  rules: priority first, then *original* enqueue order (its ``seq``), as if it had waited
+  in the queue all along — with a backlog it runs ahead of the events enqueued after it,
+  as a Celery task past its eta runs ahead of the broker's backlog (Huey appends it at
+  the tail instead). We take the enqueue order because it does not depend on when a busy
+  shard notices the due time, so the order is the same on every interpreter and under
+  any load, ``position`` and ``oldest_enqueued_at`` keep meaning what they meant, and a
+  steady stream of new events can never hold a due event back.
+- Each alarm step first *releases* the delayed events due by ``now`` (at most
+  ``DUE_BATCH``, earliest due first; more are released by the steps that follow at
+  once), then takes the head of the queue. The snapshot counts them (``delayed``) and
+  keeps ``next_due``, the earliest due time or earlier (a cancel does not look for the
+  next one; the alarm step's read corrects it). With nothing in line, the alarm is set
+  for ``next_due``: the shard sleeps until then, no worker spins. The cost per event is
+  one index read and one row update, whatever the queue length.
+- ``status`` counts them apart: ``delayed_count`` / ``total_delayed``, not in
+  ``pending_count``; a shard holding only delayed events is ``"idle"``. ``on_empty``
+  runs only when nothing is left, delayed events included.
 
 *Control.* ``pause`` stops processing (the alarm is removed) and still accepts enqueues;
 pausing a shard that does not exist yet creates it paused, so a paused pool stays paused
@@ -81,6 +113,7 @@ from durable_jobs._commands import (
     PoolOnEmpty,
     PutFinished,
     PutQueueItem,
+    ReleaseQueueItem,
     RunUserCode,
     TakeQueueItem,
 )
@@ -102,7 +135,14 @@ from durable_jobs._inputs import (
     UserCodeSucceeded,
 )
 from durable_jobs._keys import InstanceKey
-from durable_jobs._queue import PRUNE_BATCH, FinishedEvent, QueueItem, QueueReads, QueueView
+from durable_jobs._queue import (
+    DUE_BATCH,
+    PRUNE_BATCH,
+    FinishedEvent,
+    QueueItem,
+    QueueReads,
+    QueueView,
+)
 from durable_jobs._results import (
     PoolCancelResult,
     PoolDrainResult,
@@ -116,6 +156,7 @@ from durable_jobs._telemetry import PoolQueueRepaired, base_fields
 from durable_jobs._time import Instant, to_datetime
 
 __all__ = [
+    "DUE_BATCH",
     "PRUNE_BATCH",
     "FinishedEvent",
     "PoolSnapshot",
@@ -167,6 +208,10 @@ class PoolSnapshot(Generic[E]):
     priorities: tuple[tuple[int, int], ...] = ()
     """Pending events per priority, highest priority first (one pair per priority)."""
     current: QueueItem[E] | None = None
+    delayed: int = 0
+    """Delayed events: stored, not yet released into the queue."""
+    next_due: Instant | None = None
+    """The earliest due time of the delayed events, or earlier (see the header)."""
     processed_count: int = 0
     dead_lettered_count: int = 0
     attempts: rt.Attempts = rt.FRESH
@@ -184,8 +229,9 @@ class PoolView(Generic[E]):
 
 
 def queue_reads(definition: WorkerPoolDefinition[Any], input_: Input, now: Instant) -> QueueReads:
-    """The rows an interpreter must load for ``input_``: an alarm needs the head and the
-    expired finished records, a status the oldest item, an enqueue or cancel one id's rows.
+    """The rows an interpreter must load for ``input_``: an alarm needs the head, the
+    delayed events due and the expired finished records, a status the oldest item, an
+    enqueue or cancel one id's rows.
 
     >>> from durable_jobs import WorkerPool
     >>> from durable_jobs.protocol import PoolCancel
@@ -198,7 +244,9 @@ def queue_reads(definition: WorkerPoolDefinition[Any], input_: Input, now: Insta
     if isinstance(input_, PoolEnqueueMany):
         return QueueReads(event_ids=tuple(dict.fromkeys(e.event_id for e in input_.events)))
     if isinstance(input_, AlarmFired):
-        return QueueReads(head=True, expired_before=Instant(now - definition.dedup_retention))
+        return QueueReads(
+            head=True, expired_before=Instant(now - definition.dedup_retention), due_by=now
+        )
     if isinstance(input_, PoolStatus):
         return QueueReads(oldest=True)
     return QueueReads()
@@ -223,7 +271,8 @@ def _alarm_at(now: Instant) -> Any:
         if snapshot.attempts.retry_at is not None:
             return snapshot.attempts.retry_at
         if snapshot.current is None and snapshot.queued == 0:
-            return None
+            # Nothing in line: wake for the first delayed event, if any.
+            return snapshot.next_due if snapshot.delayed else None
         # Work is waiting: run it now, or keep an earlier alarm that has not fired yet.
         earlier = snapshot.alarm_at
         return earlier if earlier is not None and earlier <= now else now
@@ -272,11 +321,17 @@ def decide_pool(
                 )
             if snapshot is not None and queue.item is not None:
                 item = queue.item
-                smaller = rt.evolve(
-                    snapshot,
-                    queued=snapshot.queued - 1,
-                    priorities=_count_change(snapshot.priorities, item.priority, -1),
-                )
+                if item.due_at is not None:
+                    left = max(snapshot.delayed - 1, 0)
+                    smaller = rt.evolve(
+                        snapshot, delayed=left, next_due=snapshot.next_due if left else None
+                    )
+                else:
+                    smaller = rt.evolve(
+                        snapshot,
+                        queued=snapshot.queued - 1,
+                        priorities=_count_change(snapshot.priorities, item.priority, -1),
+                    )
                 return Success(
                     rt.commit(
                         alarm,
@@ -294,8 +349,8 @@ def decide_pool(
         case PoolDrain():
             if snapshot is None:
                 return Success(rt.keep(None, reply=PoolDrainResult(False, 0)))
-            emptied = rt.evolve(snapshot, queued=0, priorities=())
-            reply = PoolDrainResult(True, snapshot.queued)
+            emptied = rt.evolve(snapshot, queued=0, priorities=(), delayed=0, next_due=None)
+            reply = PoolDrainResult(True, snapshot.queued + snapshot.delayed)
             return Success(rt.commit(alarm, emptied, [ClearQueue()], reply=reply))
 
         case PoolStatus(id=index):
@@ -331,15 +386,31 @@ class _Counters:
     queued: int
     priorities: dict[int, int]
     current_id: str | None
+    delayed: int
+    next_due: Instant | None
 
     @classmethod
     def of(cls, shard: PoolSnapshot[Any]) -> _Counters:
         current = None if shard.current is None else shard.current.event_id
-        return cls(shard.next_seq, shard.queued, dict(shard.priorities), current)
+        return cls(
+            shard.next_seq,
+            shard.queued,
+            dict(shard.priorities),
+            current,
+            shard.delayed,
+            shard.next_due,
+        )
 
     def apply(self, shard: PoolSnapshot[Any]) -> PoolSnapshot[Any]:
         counts = tuple(sorted(((p, c) for p, c in self.priorities.items() if c), reverse=True))
-        return rt.evolve(shard, next_seq=self.next_seq, queued=self.queued, priorities=counts)
+        return rt.evolve(
+            shard,
+            next_seq=self.next_seq,
+            queued=self.queued,
+            priorities=counts,
+            delayed=self.delayed,
+            next_due=self.next_due,
+        )
 
 
 def _admit(
@@ -355,7 +426,9 @@ def _admit(
     duplicate). A new event updates ``counters``."""
     running = 0 if counters.current_id is None else 1
 
-    def answer(position: int | None, duplicate: bool) -> PoolEnqueueResult:
+    def answer(
+        position: int | None, duplicate: bool, due_at: Instant | None = None
+    ) -> PoolEnqueueResult:
         return PoolEnqueueResult(
             event_id=request.event_id,
             instance_id=shard.key.instance_id,
@@ -363,25 +436,30 @@ def _admit(
             position=position,
             created=created and not duplicate,
             duplicate=duplicate,
+            due_at=None if due_at is None else to_datetime(due_at),
         )
 
     if counters.current_id == request.event_id:
         return Success((answer(0, True), None))
     if queue.item is not None:
+        if queue.item.due_at is not None:
+            return Success((answer(None, True, queue.item.due_at), None))
         return Success((answer(running + queue.ahead, True), None))
     if _live(queue.finished, definition, now):
         return Success((answer(None, True), None))
     depth = definition.max_queue_depth
-    if depth is not None and counters.queued >= depth:
+    held = counters.queued + counters.delayed
+    if depth is not None and held >= depth:
         return Failure(
             Rejection(
                 "queue_full",
-                f"{shard.key.instance_id} holds {counters.queued} pending events "
-                f"(max_queue_depth={depth})",
+                f"{shard.key.instance_id} holds {counters.queued} pending events"
+                + (f" and {counters.delayed} delayed" if counters.delayed else "")
+                + f" (max_queue_depth={depth})",
             )
         )
     priority = request.priority
-    ahead = sum(count for p, count in counters.priorities.items() if p >= priority)
+    due = _due_at(request, now)
     item = QueueItem(
         event_id=request.event_id,
         event=request.event,
@@ -389,11 +467,29 @@ def _admit(
         seq=counters.next_seq,
         enqueued_at=now,
         partition_key=request.partition_key,
+        due_at=due,
     )
     counters.next_seq += 1
+    if due is not None:
+        counters.delayed += 1
+        earliest = counters.next_due
+        counters.next_due = due if earliest is None or due < earliest else earliest
+        return Success((answer(None, False, due), item))
+    ahead = sum(count for p, count in counters.priorities.items() if p >= priority)
     counters.queued += 1
     counters.priorities[priority] = counters.priorities.get(priority, 0) + 1
     return Success((answer(running + ahead, False), item))
+
+
+def _due_at(request: PoolEnqueue, now: Instant) -> Instant | None:
+    """When the event falls due; ``None`` when it is due now (no delay, or none left)."""
+    if request.at is not None:
+        due = request.at
+    elif request.delay is not None:
+        due = Instant(now + request.delay)
+    else:
+        return None
+    return due if due > now else None
 
 
 def _enqueue(
@@ -445,7 +541,11 @@ def _enqueue_many(
         found = known.get(one.event_id)
         if found is not None:
             pending, base, since = found
-            later = sum(1 for other in put[since:] if other.priority > pending.priority)
+            later = sum(
+                1
+                for other in put[since:]
+                if other.due_at is None and other.priority > pending.priority
+            )
             view: QueueView[Any] = QueueView(item=pending, ahead=base + later)
         else:
             view = QueueView(finished=finished.get(one.event_id))
@@ -483,6 +583,7 @@ def _status(
         pool_status(snapshot),
         index,
         pending_count=snapshot.queued + (1 if current is not None else 0),
+        delayed_count=snapshot.delayed,
         processed_count=snapshot.processed_count,
         dead_lettered_count=snapshot.dead_lettered_count,
         current_event_id=None if current is None else current.event_id,
@@ -502,20 +603,26 @@ def _take_next(
     queue: QueueView[Any],
     now: Instant,
 ) -> rt.Transition[Any]:
-    """An alarm: prune expired records, then run the current event or take the head."""
+    """An alarm: prune expired records, release the delayed events that fell due, then
+    run the current event or take the head."""
     effects: list[Command] = []
     if queue.expired:
         effects.append(DeleteFinished(queue.expired))
     alarm = _alarm_at(now)
     shard = snapshot
+    head = queue.head
+    repaired, counted = False, 0
+    if head is None and (shard.queued or shard.priorities):
+        # No pending row at all: the counters are wrong (see the header).
+        repaired, counted = True, shard.queued
+        shard = rt.evolve(shard, queued=0, priorities=())
+    if queue.due or shard.delayed:
+        shard, head, lost = _release(shard, queue, head, effects)
+        repaired, counted = repaired or lost > 0, counted + lost
+    if repaired:
+        effects.append(Emit(PoolQueueRepaired(**base_fields(shard.key, now), counted=counted)))
     changes: dict[str, Any] = {}
     if shard.current is None:
-        head = queue.head
-        if head is None and (shard.queued or shard.priorities):
-            # No pending row at all: the counters are wrong (see the header).
-            repaired = PoolQueueRepaired(**base_fields(shard.key, now), counted=shard.queued)
-            effects.append(Emit(repaired))
-            shard = rt.evolve(shard, queued=0, priorities=())
         if head is None or shard.paused:
             return rt.commit(alarm, shard, effects)
         effects.append(TakeQueueItem(head.event_id))
@@ -530,6 +637,38 @@ def _take_next(
     )
 
 
+def _release(
+    shard: PoolSnapshot[Any],
+    queue: QueueView[Any],
+    head: QueueItem[Any] | None,
+    effects: list[Command],
+) -> tuple[PoolSnapshot[Any], QueueItem[Any] | None, int]:
+    """Release ``queue.due`` into the queue: the shard after it, the head of the queue
+    among the pending and the released events, and how many delayed events the counter
+    promised that the read proved missing (counters repaired to the rows, as for the
+    queue)."""
+    priorities = dict(shard.priorities)
+    for item in queue.due:
+        released = attrs.evolve(item, due_at=None)
+        effects.append(ReleaseQueueItem(released))
+        priorities[item.priority] = priorities.get(item.priority, 0) + 1
+        if head is None or (-item.priority, item.seq) < (-head.priority, head.seq):
+            head = released
+    left = max(shard.delayed - len(queue.due), 0)
+    lost = 0
+    if queue.next_due is None:
+        lost, left = left, 0  # no delayed row after these: the counter said more
+    counts = tuple(sorted(((p, c) for p, c in priorities.items() if c), reverse=True))
+    after = rt.evolve(
+        shard,
+        queued=shard.queued + len(queue.due),
+        priorities=counts,
+        delayed=left,
+        next_due=queue.next_due if left else None,
+    )
+    return after, head, lost
+
+
 def _move_on(
     definition: WorkerPoolDefinition[Any],
     shard: PoolSnapshot[Any],
@@ -539,7 +678,7 @@ def _move_on(
 ) -> rt.Transition[Any]:
     """After an event is finished: next event, or ``on_empty`` when the shard is empty."""
     done = rt.settled(shard, current=None, **changes)
-    if done.queued == 0 and definition.on_empty is not None:
+    if done.queued == 0 and done.delayed == 0 and definition.on_empty is not None:
         emptying = rt.begin_run(done, hook="on_empty", origin="alarm", now=now)
         command = rt.run_command(emptying, PoolOnEmpty(emptying.processed_count))
         return rt.commit(_alarm_at(now), emptying, effects, run=command)

@@ -2,8 +2,11 @@
 
 Theory of operation: pending events are not kept inside a shard's snapshot (it would
 grow with the queue). Each is one ``QueueItem`` row that the interpreter stores in an
-index ordered by (priority descending, sequence ascending); each finished event id is a
-``FinishedEvent`` row, kept for idempotent enqueue until it expires. Before ``decide``
+index ordered by (priority descending, sequence ascending); a *delayed* event (enqueued
+with ``delay``/``at``, not yet due) is a ``QueueItem`` with a ``due_at``, kept in a second
+index ordered by (due time, sequence) until the core releases it into the queue; each
+finished event id is a ``FinishedEvent`` row, kept for idempotent enqueue until it
+expires. Before ``decide``
 runs on a shard, the interpreter loads only the rows that ``QueueReads`` names into a
 ``QueueView``; the core changes rows through the queue commands (``PutQueueItem`` …).
 This module holds the values only; the rules are in ``_pool``.
@@ -17,17 +20,24 @@ import attrs
 
 from durable_jobs._time import Instant
 
-__all__ = ["PRUNE_BATCH", "FinishedEvent", "QueueItem", "QueueReads", "QueueView"]
+__all__ = ["DUE_BATCH", "PRUNE_BATCH", "FinishedEvent", "QueueItem", "QueueReads", "QueueView"]
 
 E = TypeVar("E")
 
 PRUNE_BATCH: Final = 32
 """At most this many expired finished-event records are pruned per step."""
 
+DUE_BATCH: Final = 64
+"""At most this many delayed events that fell due join the queue per step."""
+
 
 @attrs.frozen
 class QueueItem(Generic[E]):
-    """One pending event of a shard, as stored by the interpreter."""
+    """One pending or delayed event of a shard, as stored by the interpreter.
+
+    ``due_at`` is set while the event is delayed (it is then in the delayed index, not
+    in the queue); ``None`` once it is in the queue (enqueued at once, or released).
+    """
 
     event_id: str
     event: E
@@ -35,6 +45,7 @@ class QueueItem(Generic[E]):
     seq: int
     enqueued_at: Instant
     partition_key: str | None = None
+    due_at: Instant | None = None
 
 
 @attrs.frozen
@@ -58,6 +69,10 @@ class QueueReads:
     event_ids: tuple[str, ...] = ()
     """For a ``PoolEnqueueMany``: the ids whose pending item (with its rank) and finished
     record the view must hold."""
+    due_by: Instant | None = None
+    """Load the delayed events due at or before this time (``QueueView.due``), and the due
+    time of the delayed event after them (``QueueView.next_due``)."""
+    due_limit: int = DUE_BATCH
 
 
 @attrs.frozen
@@ -69,7 +84,11 @@ class QueueView(Generic[E]):
     ``finished`` are about ``QueueReads.event_id``; ``expired`` are finished records older
     than ``QueueReads.expired_before``, at most ``QueueReads.limit`` of them.
     ``pending`` (each found item with its ``ahead``) and ``finished_records`` answer
-    ``QueueReads.event_ids``; ids with neither are simply absent.
+    ``QueueReads.event_ids``; ids with neither are simply absent. A found item may be a
+    delayed one (its ``due_at`` is set; its ``ahead`` is then 0: it is not in line).
+    ``due`` are the delayed events due by ``QueueReads.due_by`` in (``due_at``, ``seq``)
+    order, at most ``QueueReads.due_limit``; ``next_due`` is the due time of the first
+    delayed event after them, due or not (``None``: there is none).
     """
 
     head: QueueItem[E] | None = None
@@ -80,3 +99,5 @@ class QueueView(Generic[E]):
     expired: tuple[FinishedEvent, ...] = ()
     pending: tuple[tuple[QueueItem[E], int], ...] = ()
     finished_records: tuple[FinishedEvent, ...] = ()
+    due: tuple[QueueItem[E], ...] = ()
+    next_due: Instant | None = None

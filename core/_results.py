@@ -143,8 +143,10 @@ class TaskStatusResult:
 @attrs.frozen
 class PoolEnqueueResult:
     """``position`` is the 0-based rank in processing order (the running event is 0);
-    ``None`` for a duplicate of an event that already finished. ``created`` says the
-    shard was created by this call."""
+    ``None`` for a duplicate of an event that already finished, and for a delayed event
+    (it is not in line until it is due). ``created`` says the shard was created by this
+    call. ``due_at`` is when a delayed event falls due (for a duplicate, the stored
+    event's); ``None`` for an event that is in line."""
 
     event_id: str
     instance_id: str
@@ -152,6 +154,7 @@ class PoolEnqueueResult:
     position: int | None
     created: bool
     duplicate: bool
+    due_at: datetime | None = None
 
 
 @attrs.frozen
@@ -185,8 +188,9 @@ class PoolDrainResult:
 
 @attrs.frozen
 class PoolInstanceStatus:
-    """One shard. ``pending_count`` counts every event not finished, the current one
-    included."""
+    """One shard. ``pending_count`` counts the events in line, the current one included;
+    ``delayed_count`` the events waiting for their due time (not in ``pending_count``).
+    A shard holding only delayed events is ``"idle"``."""
 
     status: Literal["processing", "idle", "paused", "not_found"]
     instance_index: int
@@ -195,6 +199,7 @@ class PoolInstanceStatus:
     dead_lettered_count: int = 0
     current_event_id: str | None = None
     oldest_enqueued_at: datetime | None = None
+    delayed_count: int = 0
 
 
 @attrs.frozen
@@ -207,6 +212,7 @@ class PoolStatusResult:
     total_dead_lettered: int
     active_instances: int
     paused_instances: int
+    total_delayed: int = 0
 
 
 @attrs.frozen

@@ -128,6 +128,7 @@ TAGS: Final[dict[type, str]] = {
     cmd.Reply: "reply",
     cmd.RunUserCode: "runUserCode",
     cmd.PutQueueItem: "putQueueItem",
+    cmd.ReleaseQueueItem: "releaseQueueItem",
     cmd.DeleteQueueItem: "deleteQueueItem",
     cmd.TakeQueueItem: "takeQueueItem",
     cmd.ClearQueue: "clearQueue",
@@ -890,7 +891,7 @@ class Codec:
                 data["event"] = self.encode_event(command.event)
             case cmd.RecordDeadLetter():
                 data["record"] = self.encode_dead_letter(command.record)
-            case cmd.PutQueueItem():
+            case cmd.PutQueueItem() | cmd.ReleaseQueueItem():
                 data["item"] = self.converter.unstructure(command.item, self.item_type)
             case cmd.RunUserCode():
                 payload = command.payload
@@ -915,6 +916,8 @@ class Codec:
                 return cmd.RecordDeadLetter(self.decode_dead_letter(data["record"]))
             case cmd.PutQueueItem():
                 return cmd.PutQueueItem(structure(data["item"], self.item_type))
+            case cmd.ReleaseQueueItem():
+                return cmd.ReleaseQueueItem(structure(data["item"], self.item_type))
             case cmd.PutFinished():
                 return cmd.PutFinished(structure(data["record"], FinishedEvent))
             case cmd.DeleteFinished():
@@ -1039,6 +1042,7 @@ def _optional_int(value: Any) -> Any:
 
 _QUEUE_CHANGES: Final = (
     cmd.PutQueueItem,
+    cmd.ReleaseQueueItem,
     cmd.DeleteQueueItem,
     cmd.TakeQueueItem,
     cmd.ClearQueue,

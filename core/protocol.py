@@ -53,6 +53,7 @@ from durable_jobs._commands import (
     PutQueueItem,
     QueueChange,
     RecordDeadLetter,
+    ReleaseQueueItem,
     Reply,
     RunUserCode,
     ScheduleAlarm,
@@ -107,7 +108,14 @@ from durable_jobs._keys import MAX_ID_LENGTH, InstanceKey, JobType, check_id, in
 from durable_jobs._kinds import KINDS, JobKind, job_status, kind_named, kind_of
 from durable_jobs._plan import CommitPlan, SnapshotWrite, plan_of
 from durable_jobs._pool import PoolSnapshot, PoolView, java_hash32, queue_reads, shard_index
-from durable_jobs._queue import PRUNE_BATCH, FinishedEvent, QueueItem, QueueReads, QueueView
+from durable_jobs._queue import (
+    DUE_BATCH,
+    PRUNE_BATCH,
+    FinishedEvent,
+    QueueItem,
+    QueueReads,
+    QueueView,
+)
 from durable_jobs._results import (
     PoolEnqueueManyResult,
     ReplyValue,
@@ -133,6 +141,7 @@ from durable_jobs._time import MAX_DURATION, from_datetime, parse_duration, to_d
 
 __all__ = [
     "DEFINITION_CLASSES",
+    "DUE_BATCH",
     "INVALID_STATE",
     "KINDS",
     "MAX_DEPTH",
@@ -210,6 +219,7 @@ __all__ = [
     "RecordDeadLetter",
     "Rejection",
     "RejectionKind",
+    "ReleaseQueueItem",
     "Reply",
     "ReplyValue",
     "Request",

@@ -4,7 +4,9 @@ Theory of operation: pending items are kept one per event id in a dict, with an 
 index of keys ``(-priority, seq, event_id)`` — a list of sorted blocks of bounded size,
 so adding, removing, finding the head and ranking an item cost O(log n + n / BLOCK)
 instead of O(n). A heap by ``seq`` (with lazy deletion) finds the oldest item for
-``oldest_enqueued_at``. Finished-event records sit in a dict plus a deque in finish
+``oldest_enqueued_at``. Delayed items (with a ``due_at``) share the dict but sit in a
+second ordered index of keys ``(due_at, seq, event_id)``, out of the queue's index and
+the heap, until they are released. Finished-event records sit in a dict plus a deque in finish
 order; expired ones are found from the front of the deque, stale deque entries (records
 deleted or replaced since) are dropped as they are met. This module decides nothing:
 it stores, indexes and answers what ``QueueReads`` asks.
@@ -17,6 +19,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from typing import Any
 
+from durable_jobs import Instant
 from durable_jobs.protocol import FinishedEvent, QueueItem, QueueReads, QueueView
 
 __all__ = ["ShardQueue", "SortedKeys"]
@@ -75,6 +78,15 @@ class SortedKeys:
     def first(self) -> Key | None:
         return self._blocks[0][0] if self._blocks else None
 
+    def smallest(self, count: int) -> list[Key]:
+        """The first ``count`` keys (fewer when there are fewer), in order."""
+        found: list[Key] = []
+        for block in self._blocks:
+            found += block[: count - len(found)]
+            if len(found) == count:
+                break
+        return found
+
     def rank(self, key: Key) -> int:
         """How many keys sort before ``key``."""
         i = bisect_left(self._maxes, key)
@@ -88,12 +100,18 @@ def _key(item: QueueItem[Any]) -> Key:
     return (-item.priority, item.seq, item.event_id)
 
 
+def _due_key(item: QueueItem[Any]) -> Key:
+    assert item.due_at is not None
+    return (item.due_at, item.seq, item.event_id)
+
+
 class ShardQueue:
     """Pending items and finished records of one shard."""
 
     def __init__(self) -> None:
         self._items: dict[str, QueueItem[Any]] = {}
         self._order = SortedKeys()
+        self._delayed = SortedKeys()
         self._by_seq: list[tuple[int, str]] = []
         self._finished: dict[str, FinishedEvent] = {}
         self._finish_order: deque[FinishedEvent] = deque()
@@ -104,17 +122,34 @@ class ShardQueue:
     # ------------------------------------------------------------------ commands
     def put(self, item: QueueItem[Any]) -> None:
         self._items[item.event_id] = item
+        if item.due_at is not None:
+            self._delayed.add(_due_key(item))
+            return
         self._order.add(_key(item))
         heapq.heappush(self._by_seq, (item.seq, item.event_id))
 
+    def release(self, item: QueueItem[Any]) -> None:
+        """The delayed item of ``item.event_id`` becomes ``item``, pending."""
+        delayed = self._items.get(item.event_id)
+        if delayed is None or delayed.due_at is None:  # pragma: no cover - core releases
+            return  # only stored delayed items
+        self._delayed.remove(_due_key(delayed))
+        del self._items[item.event_id]
+        self.put(item)
+
     def delete(self, event_id: str) -> None:
         item = self._items.pop(event_id, None)
-        if item is not None:
+        if item is None:
+            return
+        if item.due_at is not None:
+            self._delayed.remove(_due_key(item))
+        else:
             self._order.remove(_key(item))
 
     def clear(self) -> None:
         self._items.clear()
         self._order = SortedKeys()
+        self._delayed = SortedKeys()
         self._by_seq.clear()
 
     def put_finished(self, record: FinishedEvent) -> None:
@@ -133,7 +168,7 @@ class ShardQueue:
         ahead = 0
         if reads.event_id is not None:
             item = self._items.get(reads.event_id)
-            if item is not None:
+            if item is not None and item.due_at is None:
                 ahead = self._order.rank(_key(item))
             finished = self._finished.get(reads.event_id)
         expired: tuple[FinishedEvent, ...] = ()
@@ -144,11 +179,22 @@ class ShardQueue:
         for one in reads.event_ids:
             found = self._items.get(one)
             if found is not None:
-                pending.append((found, self._order.rank(_key(found))))
+                rank = 0 if found.due_at is not None else self._order.rank(_key(found))
+                pending.append((found, rank))
             record = self._finished.get(one)
             if record is not None:
                 records.append(record)
+        due: list[QueueItem[Any]] = []
+        next_due = None
+        if reads.due_by is not None:
+            for due_at, _, event_id in self._delayed.smallest(reads.due_limit + 1):
+                if due_at > reads.due_by or len(due) == reads.due_limit:
+                    next_due = due_at
+                    break
+                due.append(self._items[event_id])
         return QueueView(
+            due=tuple(due),
+            next_due=None if next_due is None else Instant(next_due),
             pending=tuple(pending),
             finished_records=tuple(records),
             head=None if head_key is None else self._items[head_key[2]],
@@ -164,7 +210,7 @@ class ShardQueue:
         while heap:
             seq, event_id = heap[0]
             item = self._items.get(event_id)
-            if item is not None and item.seq == seq:
+            if item is not None and item.seq == seq and item.due_at is None:
                 return item
             heapq.heappop(heap)
         return None

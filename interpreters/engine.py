@@ -99,6 +99,7 @@ from durable_jobs.protocol import (
     QueueItem,
     QueueReads,
     QueueView,
+    ReleaseQueueItem,
     ReplyValue,
     Request,
     RunUserCode,
@@ -186,6 +187,7 @@ class QueueRows(Protocol):
     def put_items(self, instance_id: str, items: Sequence[QueueItem[Any]]) -> None: ...
     def delete_item(self, instance_id: str, event_id: str) -> None: ...
     def take_item(self, instance_id: str, event_id: str) -> None: ...
+    def release_item(self, instance_id: str, item: QueueItem[Any]) -> None: ...
     def clear_queue(self, instance_id: str) -> None: ...
     def put_finished(self, instance_id: str, record: FinishedEvent) -> None: ...
     def delete_finished(self, instance_id: str, records: tuple[FinishedEvent, ...]) -> None: ...
@@ -217,6 +219,8 @@ def apply_queue_changes(rows: QueueRows, instance_id: str, changes: Iterable[Que
                 rows.delete_item(instance_id, event_id)
             case TakeQueueItem(event_id=event_id):
                 rows.take_item(instance_id, event_id)
+            case ReleaseQueueItem(item=item):
+                rows.release_item(instance_id, item)
             case ClearQueue():
                 rows.clear_queue(instance_id)
             case PutFinished(record=record):

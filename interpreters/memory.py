@@ -158,6 +158,9 @@ class MemoryStore:
     def take_item(self, instance_id: str, event_id: str) -> None:
         self._queue(instance_id).delete(event_id)  # the snapshot holds it as current
 
+    def release_item(self, instance_id: str, item: QueueItem[Any]) -> None:
+        self._queue(instance_id).release(item)
+
     def clear_queue(self, instance_id: str) -> None:
         self._queue(instance_id).clear()
 

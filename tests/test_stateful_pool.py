@@ -1,11 +1,13 @@
 """Stateful test of the WorkerPool on the memory interpreter against a plain model.
 
 Hypothesis interleaves enqueues (random priorities, partition keys, repeated ids, events
-that fail a chosen number of times), pause/resume, cancel, drain and clock advances. The
-model predicts every client answer, and the user functions check, as they run:
+that fail a chosen number of times, some delayed), pause/resume, cancel, drain and clock
+advances. The model predicts every client answer, and the user functions check, as they
+run:
 
 * order: an event's first attempt starts only when it is the best pending event of its
-  shard (highest priority, then first enqueued), and only on a shard that is not paused;
+  shard that is due (highest priority, then first enqueued), never before its due time,
+  and only on a shard that is not paused;
 * at most one event runs per shard at a time, and a shard does not start a new event
   while its current one waits for a retry;
 * no event runs again unless its previous attempt failed;
@@ -52,6 +54,12 @@ class Pending:
     priority: int
     seq: int
     job: Job
+    due: datetime | None = None  # a delayed event's due time
+
+
+def in_line(pending: Pending, now: datetime) -> bool:
+    """Whether a pending event may run at ``now`` (not delayed, or due)."""
+    return pending.due is None or pending.due <= now
 
 
 @attrs.define
@@ -83,7 +91,9 @@ class PoolMachine(RuleBasedStateMachine):
             job = ctx.event
             if ctx.attempt == 1:
                 assert shard.current is None, "a new event overtook one waiting for its retry"
-                best = min(shard.pending, key=lambda p: (-p.priority, p.seq))
+                ready = [p for p in shard.pending if in_line(p, ctx.now)]
+                assert ready, "an event ran before it was due"
+                best = min(ready, key=lambda p: (-p.priority, p.seq))
                 assert best.job == job, "not the best pending event of its shard"
                 shard.pending.remove(best)
                 shard.current = best
@@ -135,8 +145,16 @@ class PoolMachine(RuleBasedStateMachine):
         priority=st.integers(0, 2),
         partition_key=st.sampled_from([None, None, "p1", "p2"]),
         fail=st.sampled_from([0, 0, 0, 1, 2, 3]),
+        delay=st.sampled_from([None, None, None, 0, 5, 12, 40]),
     )
-    def enqueue(self, event_id: str, priority: int, partition_key: str | None, fail: int) -> None:
+    def enqueue(
+        self,
+        event_id: str,
+        priority: int,
+        partition_key: str | None,
+        fail: int,
+        delay: int | None,
+    ) -> None:
         index = shard_index(partition_key if partition_key is not None else event_id, SHARDS)
         shard = self.shards[index]
         known = {p.event_id for p in shard.pending}
@@ -145,19 +163,31 @@ class PoolMachine(RuleBasedStateMachine):
         duplicate = event_id in known or event_id in shard.finished
         self.tags += 1
         job = Job(self.tags, fail)
+        wait = None if delay is None else timedelta(seconds=delay)
         result = self.client.enqueue(
-            id=event_id, event=job, partition_key=partition_key, priority=priority
+            id=event_id, event=job, partition_key=partition_key, priority=priority, delay=wait
         )
+        now = self.sim.now()
         assert result.instance_index == index
         assert result.duplicate == duplicate
         if duplicate:
             return
-        ahead = sum(1 for p in shard.pending if p.priority >= priority)
-        assert result.position == ahead + (shard.current is not None)
+        due = None if wait is None or wait <= timedelta(0) else now + wait
+        assert result.due_at == due
+        running = shard.current is not None
+        if due is not None:
+            assert result.position is None
+        else:
+            # Events that fell due are in line once the shard's alarm released them (at
+            # their due time, unless the shard is paused or waits for a retry).
+            surely = sum(1 for p in shard.pending if p.due is None and p.priority >= priority)
+            maybe = sum(1 for p in shard.pending if in_line(p, now) and p.priority >= priority)
+            assert result.position is not None
+            assert surely + running <= result.position <= maybe + running
         assert result.created == (not shard.exists)
         shard.exists = True
         self.seq += 1
-        shard.pending.append(Pending(event_id, priority, self.seq, job))
+        shard.pending.append(Pending(event_id, priority, self.seq, job, due))
         self.accepted.add(job.tag)
 
     @rule(index=st.sampled_from([None, 0, 1, 2]), pause=st.booleans())
@@ -211,18 +241,28 @@ class PoolMachine(RuleBasedStateMachine):
     @invariant()
     def counts_agree_with_status(self) -> None:
         status = self.client.status()
+        now = self.sim.now()
         for i, shard in enumerate(self.shards):
             got = status.instances[i]
             if not shard.exists:
                 assert got.status == "not_found"
                 continue
-            waiting = len(shard.pending) + (shard.current is not None)
-            assert got.pending_count == waiting
+            running = shard.current is not None
+            # A delayed event counts as delayed until its shard's alarm releases it.
+            surely_delayed = sum(1 for p in shard.pending if not in_line(p, now))
+            maybe_delayed = sum(1 for p in shard.pending if p.due is not None)
+            assert surely_delayed <= got.delayed_count <= maybe_delayed
+            assert got.pending_count + got.delayed_count == len(shard.pending) + running
             assert (got.processed_count, got.dead_lettered_count) == (shard.processed, shard.dead)
             current = None if shard.current is None else shard.current.event_id
             assert got.current_event_id == current
-            expected = "paused" if shard.paused else "processing" if waiting else "idle"
-            assert got.status == expected
+            if shard.paused:
+                assert got.status == "paused"
+            elif running or any(p.due is None for p in shard.pending):
+                assert got.status == "processing"
+            elif not any(in_line(p, now) for p in shard.pending):
+                assert got.status == "idle"
+        assert status.total_delayed == sum(s.delayed_count for s in status.instances)
         assert status.total_processed == sum(s.processed for s in self.shards)
         assert status.total_dead_lettered == sum(s.dead for s in self.shards)
         assert len(self.client.dead_letters()) == status.total_dead_lettered

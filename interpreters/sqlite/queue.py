@@ -2,10 +2,11 @@
 
 Theory of operation: a pool event is one ``pool_events`` row (see ``schema``). The
 pending ones are in the ``pool_queue`` partial index in processing order
-(``neg_priority``, ``seq``), the finished ones in ``pool_finished`` by finish time.
-``load_view`` reads exactly what ``QueueReads`` names (the head, the oldest pending
-event, one or more ids with their rank and finished record, the expired records), each
-with an index range; ``SqlQueueRows`` is the engine's ``QueueRows`` target. Taking and
+(``neg_priority``, ``seq``), the delayed ones in ``pool_delayed`` by due time, the
+finished ones in ``pool_finished`` by finish time. ``load_view`` reads exactly what
+``QueueReads`` names (the head, the delayed events due and the next due time, the oldest
+pending event, one or more ids with their rank and finished record, the expired
+records), each with an index range; ``SqlQueueRows`` is the engine's ``QueueRows`` target. Taking and
 finishing an event update its row instead of deleting one row and inserting another.
 A row that cannot be read (not JSON, or not the job's event type) is a ``StorageError``
 naming the shard and the event, like a snapshot that cannot be read.
@@ -21,8 +22,8 @@ from typing import Any, Final
 import attrs
 import cattrs
 
-from durable_jobs import StorageError
-from durable_jobs.interpreters.sqlite.schema import FINISHED, PENDING
+from durable_jobs import Instant, StorageError
+from durable_jobs.interpreters.sqlite.schema import DELAYED, FINISHED, PENDING
 from durable_jobs.protocol import Codec, FinishedEvent, QueueItem, QueueReads, QueueView
 
 __all__ = ["CHUNK", "SqlQueueRows", "chunks", "load_view"]
@@ -70,13 +71,28 @@ _EXPIRED: Final = (
     "SELECT record, event_id FROM pool_events WHERE instance_id = ? AND state = 2 "
     "AND finished_at < ? ORDER BY finished_at LIMIT ?"
 )
-_HEAD_AND_EXPIRED: Final = (
-    "SELECT 0, item, event_id FROM (SELECT item, event_id FROM pool_events"
-    " WHERE instance_id = ?1 AND state = 0 ORDER BY neg_priority, seq LIMIT 1)"
-    " UNION ALL SELECT 2, record, event_id FROM (SELECT record, event_id FROM pool_events"
-    " WHERE instance_id = ?1 AND state = 2 AND finished_at < ?2 ORDER BY finished_at LIMIT ?3)"
+_CLEAR: Final = (
+    "DELETE FROM pool_events WHERE instance_id = ? AND state = 0",
+    "DELETE FROM pool_events WHERE instance_id = ? AND state = 3",
 )
-"""A fired alarm needs both: one statement (the hot path of every pool event)."""
+_DUE: Final = (
+    "SELECT 3, item, event_id, due_at, seq FROM (SELECT item, event_id, due_at, seq"
+    " FROM pool_events WHERE instance_id = ?1 AND state = 3 ORDER BY due_at, seq LIMIT ?4)"
+)
+"""The first delayed events by due time: those due, and one more for the next due time
+(``?4`` is the batch plus one)."""
+_ALARM: Final = (
+    "SELECT 0, item, event_id, NULL, NULL FROM (SELECT item, event_id FROM pool_events"
+    " WHERE instance_id = ?1 AND state = 0 ORDER BY neg_priority, seq LIMIT 1)"
+    " UNION ALL SELECT 2, record, event_id, NULL, NULL FROM (SELECT record, event_id"
+    " FROM pool_events WHERE instance_id = ?1 AND state = 2 AND finished_at < ?2"
+    " ORDER BY finished_at LIMIT ?3) UNION ALL SELECT 3, item, event_id, due_at, seq"
+    " FROM (SELECT item, event_id, due_at, seq FROM pool_events"
+    " WHERE instance_id = ?1 AND state = 3 ORDER BY due_at, seq LIMIT ?4)"
+)
+"""A fired alarm needs the head, the expired records and the delayed events due: one
+statement (the hot path of every pool event; with no delayed event, the third part is
+one probe of an empty index range)."""
 _RANK: Final = (
     "SELECT (SELECT COUNT(*) FROM pool_events WHERE instance_id = ?1 AND state = 0 "
     "AND neg_priority < ?2) + (SELECT COUNT(*) FROM pool_events WHERE instance_id = ?1 "
@@ -121,13 +137,16 @@ def load_view(
 
     head = oldest = None
     expired: tuple[FinishedEvent, ...] = ()
-    if reads.head and reads.expired_before is not None:
+    delayed: list[tuple[Any, Any, Any, Any]] = []
+    if reads.head and reads.expired_before is not None and reads.due_by is not None:
         found: list[FinishedEvent] = []
-        for kind, text, event_id in db.execute(
-            _HEAD_AND_EXPIRED, (instance_id, reads.expired_before, reads.limit)
+        for kind, text, event_id, due_at, seq in db.execute(
+            _ALARM, (instance_id, reads.expired_before, reads.limit, reads.due_limit + 1)
         ).fetchall():
             if kind == PENDING:
                 head = (text, event_id)
+            elif kind == DELAYED:
+                delayed.append((due_at, seq, text, event_id))
             else:
                 found.append(finished_of(text, event_id))
         expired = tuple(sorted(found, key=lambda record: record.finished_at))
@@ -137,6 +156,20 @@ def load_view(
         if reads.expired_before is not None:
             rows = db.execute(_EXPIRED, (instance_id, reads.expired_before, reads.limit))
             expired = tuple(finished_of(text, event_id) for text, event_id in rows.fetchall())
+        if reads.due_by is not None:
+            delayed = [
+                (due_at, seq, text, event_id)
+                for _, text, event_id, due_at, seq in db.execute(
+                    _DUE, (instance_id, None, None, reads.due_limit + 1)
+                ).fetchall()
+            ]
+    due: list[Any] = []
+    next_due = None
+    for due_at, _, text, event_id in sorted(delayed, key=lambda row: (row[0], row[1])):
+        if reads.due_by is None or due_at > reads.due_by or len(due) == reads.due_limit:
+            next_due = Instant(due_at)
+            break
+        due.append(item_of((text, event_id)))
     if reads.oldest:
         oldest = db.execute(_OLDEST, (instance_id,)).fetchone()
     ids = reads.event_ids if reads.event_id is None else (reads.event_id,)
@@ -154,6 +187,8 @@ def load_view(
             if state == PENDING:
                 rank = db.execute(_RANK, (instance_id, neg_priority, seq)).fetchone()[0]
                 pending[event_id] = (item_of((text, event_id)), rank)
+            elif state == DELAYED:
+                pending[event_id] = (item_of((text, event_id)), 0)
             elif state == FINISHED:
                 records[event_id] = finished_of(record, event_id)
     if reads.event_id is not None:
@@ -165,6 +200,8 @@ def load_view(
             ahead=ahead,
             finished=records.get(reads.event_id),
             expired=expired,
+            due=tuple(due),
+            next_due=next_due,
         )
     return QueueView(
         pending=tuple(pending.values()),
@@ -172,6 +209,8 @@ def load_view(
         head=item_of(head),
         oldest=item_of(oldest),
         expired=expired,
+        due=tuple(due),
+        next_due=next_due,
     )
 
 
@@ -195,16 +234,31 @@ class SqlQueueRows:
         item_type = self.codec.item_type
         self.db.executemany(
             "INSERT OR REPLACE INTO pool_events (instance_id, event_id, state, neg_priority,"
-            " seq, item) VALUES (?, ?, 0, ?, ?, ?)",
+            " seq, item, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (instance_id, item.event_id, -item.priority, item.seq, self._text(item, item_type))
+                (
+                    instance_id,
+                    item.event_id,
+                    PENDING if item.due_at is None else DELAYED,
+                    -item.priority,
+                    item.seq,
+                    self._text(item, item_type),
+                    item.due_at,
+                )
                 for item in items
             ],
         )
 
+    def release_item(self, instance_id: str, item: QueueItem[Any]) -> None:
+        self.db.execute(
+            "UPDATE pool_events SET state = 0, due_at = NULL, item = ?"
+            " WHERE instance_id = ? AND event_id = ? AND state = 3",
+            (self._text(item, self.codec.item_type), instance_id, item.event_id),
+        )
+
     def delete_item(self, instance_id: str, event_id: str) -> None:
         self.db.execute(
-            "DELETE FROM pool_events WHERE instance_id = ? AND event_id = ? AND state = 0",
+            "DELETE FROM pool_events WHERE instance_id = ? AND event_id = ? AND state IN (0, 3)",
             (instance_id, event_id),
         )
 
@@ -215,16 +269,18 @@ class SqlQueueRows:
         )
 
     def clear_queue(self, instance_id: str) -> None:
-        self.db.execute(
-            "DELETE FROM pool_events WHERE instance_id = ? AND state = 0", (instance_id,)
-        )
+        # One statement per state, so each walks its own partial index (a literal state:
+        # a bound one would not let SQLite choose the partial index).
+        for statement in _CLEAR:
+            self.db.execute(statement, (instance_id,))
 
     def put_finished(self, instance_id: str, record: FinishedEvent) -> None:
         self.db.execute(
             "INSERT INTO pool_events (instance_id, event_id, state, finished_at, record)"
             " VALUES (?, ?, 2, ?, ?) ON CONFLICT (instance_id, event_id) DO UPDATE"
             " SET state = 2, finished_at = excluded.finished_at,"
-            " record = excluded.record, neg_priority = NULL, seq = NULL, item = NULL",
+            " record = excluded.record, neg_priority = NULL, seq = NULL, item = NULL,"
+            " due_at = NULL",
             (instance_id, record.event_id, record.finished_at, self._text(record, FinishedEvent)),
         )
 

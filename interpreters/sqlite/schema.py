@@ -4,14 +4,18 @@ Theory of operation: one file holds five tables. ``instances`` has one row per i
 its snapshot (JSON through the core's ``Codec``), version, alarm (with a sequence
 number, so alarms due at the same instant fire in the order they were set) and, while
 user code runs, a lease. ``pool_events`` has one row per WorkerPool event from its
-enqueue until its dedup record expires (``state`` 0 pending, 1 taken, 2 finished), with
-partial indexes for the queue order and the finish time. ``dead_letters`` and
+enqueue until its dedup record expires (``state`` 0 pending, 1 taken, 2 finished, 3
+delayed: waiting for its ``due_at``), with partial indexes for the queue order, the finish
+time and the due time. ``dead_letters`` and
 ``telemetry`` are append-only; ``schema_info`` holds the layout number and the alarm
 sequence counter.
 
-``migrate`` runs in the transaction that opens a file: a new file gets the current
-layout, an older one is brought up to date by ``MIGRATIONS`` (whole or not at all), a
-newer one is refused. ``read_database`` is what ``durable-jobs inspect`` shows; it only
+``migrate`` runs in the transaction that opens a file: ``DDL`` creates what is missing
+in the layout ``DDL_SCHEMA``, then ``MIGRATIONS`` bring the file from its layout (a new
+file: ``DDL_SCHEMA``) to ``SCHEMA``, whole or not at all; a newer one is refused. New and
+old files reach the current layout by the same statements, so they cannot differ (and a
+column added by a migration is never in the ``DDL``, where an old file's table would
+lack it when the ``DDL``'s indexes are built). ``read_database`` is what ``durable-jobs inspect`` shows; it only
 reads, and reads files of older layouts as they are (it never migrates).
 
 Decisions:
@@ -41,6 +45,8 @@ import attrs
 from durable_jobs import StorageError
 
 __all__ = [
+    "DDL_SCHEMA",
+    "DELAYED",
     "FINISHED",
     "MAX_INSTANT",
     "MIGRATIONS",
@@ -59,13 +65,17 @@ __all__ = [
     "read_database",
 ]
 
-SCHEMA: Final = 3
+SCHEMA: Final = 4
 """The database layout. 1: the first release. 2: no ``queue_age`` index (the oldest
 pending event is found by a loose scan of the queue order). 3: a pool event is one row
 of ``pool_events`` from enqueue to the end of its dedup retention, instead of a row in
 ``queue_items`` deleted when taken and a new row in ``finished``: taking and finishing
-an event update one row, about half the pages written per processed event."""
-PENDING, TAKEN, FINISHED = 0, 1, 2
+an event update one row, about half the pages written per processed event. 4: delayed
+events (``enqueue(delay=| at=)``): ``pool_events.due_at`` and the ``pool_delayed`` index
+of the rows in state 3."""
+DDL_SCHEMA: Final = 3
+"""The layout ``DDL`` creates; the ``MIGRATIONS`` after it bring every file to ``SCHEMA``."""
+PENDING, TAKEN, FINISHED, DELAYED = 0, 1, 2, 3
 """``pool_events.state``."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
@@ -96,6 +106,11 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         " SELECT instance_id, event_id, 2, finished_at, record FROM finished",
         "DROP TABLE queue_items",
         "DROP TABLE finished",
+    ),
+    4: (
+        "ALTER TABLE pool_events ADD COLUMN due_at INTEGER",
+        "CREATE INDEX IF NOT EXISTS pool_delayed"
+        " ON pool_events (instance_id, due_at, seq) WHERE state = 3",
     ),
 }
 """The statements that bring a database at schema ``n - 1`` to ``n``: run in order, in
@@ -193,7 +208,7 @@ def schema_number(db: sqlite3.Connection, name: str) -> int | None:
 def migrate(db: sqlite3.Connection) -> None:
     """Create or update the layout (inside the caller's transaction)."""
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    stored = SCHEMA  # a new file starts at the current layout
+    stored = DDL_SCHEMA  # a new file: what the DDL creates, then the later migrations
     if "schema_info" in tables:
         stored = schema_number(db, "schema") or 0
         schema_number(db, "alarm_seq")  # checked now, not at the first alarm

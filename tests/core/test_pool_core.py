@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable_jobs import Instant, JobFailed, Jobs, PoolQueueRepaired, WorkerPool
+from durable_jobs import Duration, Instant, JobFailed, Jobs, PoolQueueRepaired, WorkerPool
 from durable_jobs.protocol import (
     AlarmFired,
     CancelAlarm,
@@ -16,7 +17,9 @@ from durable_jobs.protocol import (
     PoolSnapshot,
     PoolView,
     PutQueueItem,
+    QueueItem,
     QueueView,
+    ReleaseQueueItem,
     RunInterrupted,
     RunUserCode,
     ScheduleAlarm,
@@ -133,3 +136,69 @@ def test_counters_that_promise_rows_the_queue_does_not_hold_are_repaired_not_re_
         assert repaired == []  # an empty shard's counters were right: nothing to report
     again = decide(pool, PoolView(after, QueueView()), AlarmFired(due), now).unwrap()
     assert not [c for c in again.commands if isinstance(c, Emit | ScheduleAlarm)]
+
+
+@given(
+    delay=st.integers(1, 10**9),
+    early=st.integers(0, 10**9),
+    priority=st.integers(-5, 5),
+)
+def test_a_delayed_enqueue_wakes_the_shard_at_its_due_time_and_never_before(
+    delay: int, early: int, priority: int
+) -> None:
+    """The enqueue stores a delayed row and arms the alarm at its due time; an alarm
+    before then (a stale one) takes nothing and re-arms for the due time; the alarm at
+    the due time releases the row into the queue and takes it."""
+    pool = Jobs(p=WorkerPool.make(event=str, concurrency=1, execute=print))["p"]
+    now = Instant(1_000)
+    due = Instant(now + delay)
+    request = PoolEnqueue("0", "e1", "hi", priority=priority, delay=Duration(delay))
+    enqueued = decide(pool, PoolView(None), request, now).unwrap()
+    shard = enqueued.snapshot
+    assert isinstance(shard, PoolSnapshot)
+    assert (shard.queued, shard.delayed, shard.next_due, shard.alarm_at) == (0, 1, due, due)
+    [item] = [c.item for c in enqueued.commands if isinstance(c, PutQueueItem)]
+    assert item.due_at == due
+    assert [c.at for c in enqueued.commands if isinstance(c, ScheduleAlarm)] == [due]
+    at = Instant(due - 1 - early % delay)  # any time before it is due
+    stale = attrs.evolve(shard, alarm_at=at)
+    waiting = QueueView[str](next_due=due)
+    fired = decide(pool, PoolView(stale, waiting), AlarmFired(at), at).unwrap()
+    assert not [c for c in fired.commands if isinstance(c, TakeQueueItem | RunUserCode)]
+    assert fired.snapshot is not None
+    assert fired.snapshot.alarm_at == due
+    ready = QueueView[str](due=(item,))
+    taken = decide(pool, PoolView(shard, ready), AlarmFired(due), due).unwrap()
+    released = attrs.evolve(item, due_at=None)
+    kinds = [c for c in taken.commands if isinstance(c, ReleaseQueueItem | TakeQueueItem)]
+    assert kinds == [ReleaseQueueItem(released), TakeQueueItem("e1")]
+    assert taken.snapshot is not None
+    assert (taken.snapshot.delayed, taken.snapshot.next_due) == (0, None)
+    assert taken.snapshot.current == released
+
+
+@given(delayed=st.integers(1, 40), released=st.integers(0, 3))
+def test_a_delayed_count_the_rows_do_not_hold_is_repaired(delayed: int, released: int) -> None:
+    pool = Jobs(p=WorkerPool.make(event=str, concurrency=1, execute=print))["p"]
+    due = Instant(5_000)
+    items = tuple(
+        QueueItem(f"e{i}", "x", priority=0, seq=i, enqueued_at=Instant(0), due_at=due)
+        for i in range(min(released, delayed))
+    )
+    shard: PoolSnapshot[str] = PoolSnapshot(
+        key=InstanceKey("workerPool", "p", "0"),
+        created_at=Instant(0),
+        next_seq=len(items),
+        delayed=delayed,
+        next_due=due,
+        alarm_at=due,
+    )
+    fired = decide(pool, PoolView(shard, QueueView(due=items)), AlarmFired(due), due).unwrap()
+    after = fired.snapshot
+    assert isinstance(after, PoolSnapshot)
+    assert (after.delayed, after.next_due) == (0, None)
+    repaired = [c.event for c in fired.commands if isinstance(c, Emit)]
+    lost = delayed - len(items)
+    assert [e.counted for e in repaired if isinstance(e, PoolQueueRepaired)] == (
+        [lost] if lost else []
+    )
