@@ -141,7 +141,8 @@ def show(view: DatabaseView, jobs: Jobs | None, console: Console) -> None:
     codecs = {name: Codec(definition) for name, definition in jobs.items()} if jobs else {}
     console.out(
         f"{printable(view.path)}: schema {view.schema}, {view.instance_count} instance(s), "
-        f"{view.queued_count} queued event(s), {view.dead_letter_count} dead letter(s), "
+        f"{view.queued_count} queued event(s), {view.delayed_count} delayed, "
+        f"{view.dead_letter_count} dead letter(s), "
         f"{view.telemetry_count} telemetry event(s). Times are UTC."
     )
 
@@ -170,10 +171,11 @@ def show(view: DatabaseView, jobs: Jobs | None, console: Console) -> None:
         "shard",
         "status",
         "queued",
+        "delayed",
         "current",
         "processed",
         "dead-lettered",
-        right=("queued", "processed", "dead-lettered"),
+        right=("queued", "delayed", "processed", "dead-lettered"),
     )
     for shard in view.shards:
         snapshot = _snapshot(shard.instance)
@@ -184,6 +186,7 @@ def show(view: DatabaseView, jobs: Jobs | None, console: Console) -> None:
             shard.instance.id,
             status_text(shard.instance),
             str(shard.queued_rows),
+            str(shard.delayed_rows),
             "?" if snapshot is None else "-" if current is None else current.event_id,
             "?" if snapshot is None else str(snapshot.processed_count),
             "?" if snapshot is None else str(snapshot.dead_lettered_count),

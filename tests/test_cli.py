@@ -213,7 +213,7 @@ def test_demo_keeps_its_file_with_db(tmp_path: Path) -> None:
     assert db.is_file()
     shown = _run("inspect", "--db", str(db))
     assert shown.returncode == 0, shown.stderr
-    assert "3 instance(s), 0 queued event(s), 2 dead letter(s), 38 telemetry event(s)" in (
+    assert "3 instance(s), 0 queued event(s), 0 delayed, 2 dead letter(s), 38 telemetry" in (
         shown.stdout
     )
     assert "order-7" in shown.stdout
@@ -388,7 +388,8 @@ def test_inspect_shows_instances_pool_depths_and_dead_letters(served: Served) ->
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert (
-        f"{served.db}: schema {SCHEMA}, 2 instance(s), 0 queued event(s), 1 dead letter(s)" in out
+        f"{served.db}: schema {SCHEMA}, 2 instance(s), 0 queued event(s), 0 delayed, "
+        "1 dead letter(s)" in out
     )
     instances = out.split("Instances (2)", 1)[1].split("Worker pool shards", 1)[0]
     rows = [line.split() for line in instances.splitlines() if line.startswith("workerPool")]
@@ -398,12 +399,12 @@ def test_inspect_shows_instances_pool_depths_and_dead_letters(served: Served) ->
     ]
     shards = out.split("Worker pool shards (2)", 1)[1].split("Dead letters", 1)[0]
     processed = [line.split() for line in shards.splitlines() if line.startswith("mailer")]
-    assert [row[:4] for row in processed] == [
-        ["mailer", "0", "idle", "0"],
-        ["mailer", "1", "idle", "0"],
+    assert [row[:5] for row in processed] == [  # nothing queued or delayed
+        ["mailer", "0", "idle", "0", "0"],
+        ["mailer", "1", "idle", "0", "0"],
     ]
-    assert sum(int(row[5]) for row in processed) == len(EVENTS)  # processed
-    assert sum(int(row[6]) for row in processed) == 1  # dead-lettered
+    assert sum(int(row[6]) for row in processed) == len(EVENTS)  # processed
+    assert sum(int(row[7]) for row in processed) == 1  # dead-lettered
     dead = out.split("Dead letters (1)", 1)[1]
     assert "mailer   bad   ValueError: cannot send bad" in dead
     assert dead.rstrip().endswith('"bad"')  # the payload as stored (JSON)
@@ -431,10 +432,11 @@ def test_inspect_shows_pending_work_and_limits_rows(jobs_module: JobsModule) -> 
         pool.pause()
         for event in EVENTS:
             pool.enqueue(id=event, event=event)
+        pool.enqueue(id="later", event="later", delay="1 hour", partition_key="a")
     result = _run("inspect", "--db", str(db), "--limit", "1")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "2 instance(s), 12 queued event(s), 0 dead letter(s)" in out
+    assert "2 instance(s), 12 queued event(s), 1 delayed, 0 dead letter(s)" in out
     assert "Instances (2, showing 1 (--limit))" in out
     assert "Worker pool shards (2, showing 1 (--limit))" in out
     assert "mailer   0       paused        6" in out

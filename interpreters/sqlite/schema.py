@@ -256,11 +256,13 @@ class StoredInstance:
 
 @attrs.frozen
 class StoredShard:
-    """A worker pool shard's stored row and how many pending events its queue holds."""
+    """A worker pool shard's stored row, how many pending events its queue holds, and how
+    many delayed ones wait for their time."""
 
     job_name: str
     instance: StoredInstance
     queued_rows: int
+    delayed_rows: int = 0
 
 
 @attrs.frozen
@@ -283,6 +285,7 @@ class DatabaseView:
     dead_letter_count: int
     queued_count: int
     telemetry_count: int
+    delayed_count: int = 0
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
@@ -318,12 +321,15 @@ _INSTANCES: Final = (
 _QUEUED_PER_SHARD: Final = (
     "SELECT instance_id, job_name, job_type, user_id, snapshot, version, alarm_at, running,"
     " lease_until, (SELECT COUNT(*) FROM pool_events q WHERE q.instance_id = i.instance_id"
-    " AND q.state = 0) FROM instances i WHERE i.job_type = 'workerPool'"
-    " ORDER BY job_name, length(user_id), user_id LIMIT ?"
+    " AND q.state = 3), (SELECT COUNT(*) FROM pool_events q"
+    " WHERE q.instance_id = i.instance_id AND q.state = 0) FROM instances i"
+    " WHERE i.job_type = 'workerPool' ORDER BY job_name, length(user_id), user_id LIMIT ?"
 )
+"""Each shard's row with its delayed and its pending events (delayed rows, state 3,
+exist from schema 4 on; an older file has none)."""
 _QUEUED_PER_SHARD_V1: Final = (
     "SELECT instance_id, job_name, job_type, user_id, snapshot, version, alarm_at, running,"
-    " lease_until, (SELECT COUNT(*) FROM queue_items q WHERE q.instance_id = i.instance_id)"
+    " lease_until, 0, (SELECT COUNT(*) FROM queue_items q WHERE q.instance_id = i.instance_id)"
     " FROM instances i WHERE i.job_type = 'workerPool'"
     " ORDER BY job_name, length(user_id), user_id LIMIT ?"
 )
@@ -370,7 +376,7 @@ def _query(db: sqlite3.Connection, path: Path, limit: int) -> DatabaseView:
     legacy = schema < 3
     instances = [_instance(row) for row in db.execute(_INSTANCES, (limit,))]
     shards = [
-        StoredShard(row[1], _instance(row[:-1]), int(row[-1]))
+        StoredShard(row[1], _instance(row[:-2]), int(row[-1]), int(row[-2]))
         for row in db.execute(_QUEUED_PER_SHARD_V1 if legacy else _QUEUED_PER_SHARD, (limit,))
     ]
     dead = [
@@ -396,4 +402,5 @@ def _query(db: sqlite3.Connection, path: Path, limit: int) -> DatabaseView:
             else "SELECT COUNT(*) FROM pool_events WHERE state = 0"
         ),
         telemetry_count=count("SELECT COUNT(*) FROM telemetry"),
+        delayed_count=0 if legacy else count("SELECT COUNT(*) FROM pool_events WHERE state = 3"),
     )
