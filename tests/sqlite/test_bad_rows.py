@@ -29,6 +29,7 @@ from durable_jobs import (
 )
 from durable_jobs.interpreters.clock import ManualClock
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
+from tests.sqlite.support import count_claims
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 LATER = START + timedelta(minutes=10)
@@ -189,19 +190,11 @@ def test_garbage_in_schema_info_is_a_storage_error_naming_the_table(
 def _worker(path: Path, jobs: Jobs = JOBS) -> Iterator[tuple[SqliteInterpreter, Callable[[], int]]]:
     """A real-clock worker thread, and a count of the claims it made so far."""
     db = SqliteInterpreter(jobs, path, synchronous="OFF")
-    claims = 0
-    claim_due = db._sql.claim_due
-
-    def counted(*args: Any) -> Any:
-        nonlocal claims
-        claims += 1
-        return claim_due(*args)
-
-    db._sql.claim_due = counted  # type: ignore[method-assign,assignment]
+    claims = count_claims(db)
     thread = threading.Thread(target=db.run_forever, kwargs={"poll": "1 second"}, daemon=True)
     thread.start()
     try:
-        yield db, lambda: claims
+        yield db, claims
     finally:
         db.stop()
         thread.join(timeout=10)

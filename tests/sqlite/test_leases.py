@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,6 +37,7 @@ from durable_jobs import (
 )
 from durable_jobs.interpreters.clock import SystemClock
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
+from tests.sqlite.support import count_claims
 
 RUN_SECONDS = 3.0
 LEASE = "1 second"
@@ -160,12 +160,9 @@ def test_a_forward_step_of_the_wall_clock_never_starts_a_second_run(tmp_path: Pa
     assert runs.overlapping() == []
 
 
-def test_a_dead_workers_run_is_still_recovered_one_lease_after_it_is_seen(
-    tmp_path: Path,
-) -> None:
-    """The other side of judging leases by renewals seen: a run whose worker died is
-    recovered (and counted as an interrupted attempt) once no renewal was seen for a
-    lease."""
+def _a_run_whose_worker_died(path: Path) -> tuple[Jobs, list[int]]:
+    """A one-shard pool whose first attempt kills its worker mid-run (the row is left
+    running, leased by a dead owner); the attempts seen so far."""
     attempts: list[int] = []
 
     def execute(ctx: PoolContext[int]) -> None:
@@ -175,11 +172,21 @@ def test_a_dead_workers_run_is_still_recovered_one_lease_after_it_is_seen(
 
     retry = Retry(max_attempts=3, backoff=Backoff.constant("0 seconds"), jitter=False)
     jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute, retry=retry))
-    path = tmp_path / "jobs.db"
-    with SqliteInterpreter(jobs, path, lease="300 ms") as first:
+    with SqliteInterpreter(jobs, path, synchronous="OFF", lease="300 ms") as first:
         first.client().worker_pool("pool").enqueue(id="e", event=1)
         with pytest.raises(KeyboardInterrupt):
             first.run_due()
+    return jobs, attempts
+
+
+def test_a_dead_workers_run_is_still_recovered_one_lease_after_it_is_seen(
+    tmp_path: Path,
+) -> None:
+    """The other side of judging leases by renewals seen: a run whose worker died is
+    recovered (and counted as an interrupted attempt) once no renewal was seen for a
+    lease."""
+    path = tmp_path / "jobs.db"
+    jobs, attempts = _a_run_whose_worker_died(path)
     with SqliteInterpreter(jobs, path, lease="300 ms") as survivor:
         started = time.monotonic()
         while time.monotonic() - started < 5 and attempts != [1, 2]:
@@ -239,35 +246,15 @@ def test_a_worker_waiting_for_a_dead_workers_lease_to_run_out_sleeps_meanwhile(
     """A run whose lease ended long ago on the wall clock, but which this worker sees
     only now, is not recovered for a lease; the worker sleeps until then instead of
     polling in a loop, then recovers it (the interrupted attempt is retried)."""
-    attempts: list[int] = []
-
-    def execute(ctx: PoolContext[int]) -> None:
-        attempts.append(ctx.attempt)
-        if ctx.attempt == 1:
-            raise KeyboardInterrupt  # the worker dies mid-run
-
-    retry = Retry(max_attempts=3, backoff=Backoff.constant("0 seconds"), jitter=False)
-    jobs = Jobs(pool=WorkerPool.make(event=int, concurrency=1, execute=execute, retry=retry))
     path = tmp_path / "jobs.db"
-    with SqliteInterpreter(jobs, path, synchronous="OFF") as first:
-        first.client().worker_pool("pool").enqueue(id="e", event=1)
-        with pytest.raises(KeyboardInterrupt):
-            first.run_due()
+    jobs, attempts = _a_run_whose_worker_died(path)
     with sqlite3.connect(path) as raw:  # it died long ago
         raw.execute("UPDATE instances SET lease_until = 1000 WHERE running = 1")
     worker = SqliteInterpreter(jobs, path, synchronous="OFF", lease="1500 ms")
-    claims = 0
-    claim_due = worker._sql.claim_due
-
-    def counted(*args: Any) -> Any:
-        nonlocal claims
-        claims += 1
-        return claim_due(*args)
-
-    worker._sql.claim_due = counted  # type: ignore[method-assign,assignment]
+    claims = count_claims(worker)
     with _workers(worker, poll="5 seconds"):
         time.sleep(1.0)
-        assert claims <= 5  # asleep, not polling, while the lease may still be renewed
+        assert claims() <= 5  # asleep, not polling, while the lease may still be renewed
         assert attempts == [1]
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and attempts != [1, 2]:
