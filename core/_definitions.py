@@ -81,21 +81,25 @@ def _require_type(value: object, what: str) -> None:
         raise DefinitionError(f"{what} must be a type (e.g. an attrs class), got {value!r}")
 
 
-def _require_versioning(version: object, migrate: object, job: str) -> None:
-    """``state_version`` is an int >= 1; above 1 it needs ``migrate_state``, and a
-    migration with version 1 would never be called (the version was not raised)."""
+def _require_versioning(
+    version: object, migrate: object, job: str, of: Literal["state", "event"] = "state"
+) -> None:
+    """``<of>_version`` is an int >= 1; above 1 it needs ``migrate_<of>``, and a
+    migration with version 1 would never be called (the version was not raised). ``of``
+    names the stored value: a job's state, or a WorkerPool's events."""
+    option, hook = f"{of}_version", f"migrate_{of}"
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise DefinitionError(f"{job} state_version must be an int >= 1, got {version!r}")
-    _require_callable(migrate, f"{job} migrate_state", optional=True)
+        raise DefinitionError(f"{job} {option} must be an int >= 1, got {version!r}")
+    _require_callable(migrate, f"{job} {hook}", optional=True)
     if version > 1 and migrate is None:
         raise DefinitionError(
-            f"{job} state_version {version} needs migrate_state: stored states of versions "
+            f"{job} {option} {version} needs {hook}: stored {of}s of versions "
             f"1 to {version - 1} could not be read otherwise"
         )
     if version == 1 and migrate is not None:
         raise DefinitionError(
-            f"{job} migrate_state is never called while state_version is 1: raise "
-            "state_version with each change of the state type"
+            f"{job} {hook} is never called while {option} is 1: raise "
+            f"{option} with each change of the {of} type"
         )
 
 
@@ -190,6 +194,10 @@ class WorkerPoolDefinition(Generic[E]):
     pool request as busy): an interpreter may commit a shard's attempt ahead of running
     it without making callers wait."""
     event: type[E]
+    # Versioning of the stored events (queue rows, the current event, dead letters): see
+    # "State versions" in the header of ``_serialization``.
+    event_version: int = attrs.field(default=1, kw_only=True)
+    migrate_event: Callable[[Any, int], Any] | None = attrs.field(default=None, kw_only=True)
     concurrency: int
     execute: Callable[[PoolContext[E]], Any]
     retry: Retry
@@ -458,6 +466,8 @@ class WorkerPool:
     def make(
         *,
         event: type[E],
+        event_version: int = 1,
+        migrate_event: Callable[[Any, int], Any] | None = None,
         concurrency: int,
         execute: Callable[[PoolContext[E]], Any],
         retry: Retry | None = None,
@@ -468,6 +478,7 @@ class WorkerPool:
         timeout: DurationLike | None = None,
     ) -> WorkerPoolDefinition[E]:
         _require_type(event, "WorkerPool event")
+        _require_versioning(event_version, migrate_event, "WorkerPool", "event")
         _positive_int(concurrency, "WorkerPool concurrency")
         _require_callable(execute, "WorkerPool execute")
         _require_callable(on_dead_letter, "WorkerPool on_dead_letter", optional=True)
@@ -476,6 +487,8 @@ class WorkerPool:
         _require_retry(retry)
         return WorkerPoolDefinition(
             event=event,
+            event_version=event_version,
+            migrate_event=migrate_event,
             concurrency=concurrency,
             execute=execute,
             retry=DEFAULT_POOL_RETRY if retry is None else retry,

@@ -28,12 +28,23 @@ time its instance is written. A record from a newer version (code rolled back), 
 version that is not an int >= 1, a migration that raises, or a result that does not
 structure as the state type is a ``StorageError`` naming the instance and the versions.
 Decisions: a ``None`` state (a Task or Debounce with no state yet, a Task's dead letter
-before any state) is never migrated: "no state" means the same in every version. A
-WorkerPool has no state; its events (queue rows, dead letters) are not versioned here
-(see docs/evolving-types.md for changing an event type safely). Commit plans and
-commands (``encode_plan``) are not versioned: they are handed from one step to a store
-by the same code, never kept across a deploy. ``read_snapshot``, for tools without the
-registry, leaves the state as stored (JSON, of whatever version wrote it).
+before any state) is never migrated: "no state" means the same in every version. Commit
+plans and commands (``encode_plan``) are not versioned: they are handed from one step to
+a store by the same code, never kept across a deploy. ``read_snapshot``, for tools
+without the registry, leaves the state as stored (JSON, of whatever version wrote it).
+
+*Event versions.* A WorkerPool has no state but stores its events: one queue row per
+pending or delayed event (``encode_item``/``decode_item``, the only way a store turns a
+``QueueItem`` into text and back), the event a shard is running or retrying (the
+snapshot's ``current``) and its dead letters (payload: the event). ``event_version`` and
+``migrate_event`` version them by the same rules and the same code (``_Versions``): the
+pool envelope always records ``event_version``; a queue row and a dead letter carry the
+key only above 1 (earlier releases refuse unknown keys there, and rows of unversioned
+pools stay readable by them); a row without it is version 1. Unlike a state, an event of
+``None`` (a pool whose event type allows it) is a value someone enqueued, so it is
+migrated like any other. A ``StorageError`` about an event names the shard and the event
+id. Pool requests (``enqueue``) are never stored as such: the event is validated as the
+current type when it is sent.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import lru_cache
 from types import UnionType
-from typing import Any, Final, Optional, Union, get_args, get_origin
+from typing import Any, Final, Literal, Optional, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -67,6 +78,7 @@ from durable_jobs._plan import CommitPlan
 from durable_jobs._queue import FinishedEvent, QueueItem
 
 __all__ = [
+    "EVENT_VERSION_KEY",
     "MAX_DEPTH",
     "MAX_INT",
     "SCHEMA_VERSION",
@@ -84,6 +96,9 @@ SCHEMA_VERSION: Final = 1
 
 STATE_VERSION_KEY: Final = "state_version"
 """Where a stored record says which version of its job's state type wrote its state."""
+
+EVENT_VERSION_KEY: Final = "event_version"
+"""Where a stored record says which version of its pool's event type wrote its event."""
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 """``json.dumps(..., separators=...)`` builds an encoder per call; this one is reused."""
@@ -651,9 +666,60 @@ def typed(cls: Any, state_type: Any, event_type: Any) -> Any:
 _PAYLOAD_TAGS: Final = {TAGS[cls]: cls for cls in cmd.PAYLOAD_CLASSES}
 
 
-_Upgrade = Callable[[Any, Any, str], tuple[Any, str]]
-"""Brings a stored state (JSON form, stored version, instance) to the current version;
-returns it with a note for error messages (``""`` when nothing was migrated)."""
+_Upgrade = Callable[[Mapping[str, Any], dict[str, Any], str], tuple[Any, str, str]]
+"""Brings the user values of a stored snapshot's body to the current versions (given the
+envelope, the body and the instance); returns the body, how an error names where it is
+(the instance, and a pool's current event) and a note for error messages (``""`` when
+nothing was migrated)."""
+
+
+def _where(instance: str, event_id: object = None) -> str:
+    """How a ``StorageError`` names the instance, and the event when there is one."""
+    return f"instance {instance}" + ("" if event_id is None else f", event {event_id!r}")
+
+
+@attrs.frozen
+class _Versions:
+    """How one kind of stored user value of a job is versioned (``of``: its state, or a
+    WorkerPool's events): the version its code reads and writes, and the migration."""
+
+    of: Literal["state", "event"]
+    job: str
+    current: int = 1
+    migrate: Callable[[Any, int], Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """``STATE_VERSION_KEY`` or ``EVENT_VERSION_KEY``."""
+        return f"{self.of}_version"
+
+    def upgrade(self, data: Any, version: Any, where: str) -> tuple[Any, str]:
+        """``data`` (JSON form, as written under ``version``) in the JSON form of
+        ``current``, with a note for error messages (``""`` when nothing was migrated).
+        ``where`` names the instance (and event) in a ``StorageError``."""
+        of, current, name = self.of, self.current, self.job
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise StorageError(
+                f"{where}: stored {of} version {version!r} of {name!r} is not an int >= 1"
+            )
+        if version > current:
+            raise StorageError(
+                f"{where}: stored {of} version {version} of {name!r} is newer than its "
+                f"definition's {of}_version {current} (written by newer code)"
+            )
+        if version == current or (data is None and of == "state"):  # no state: as it is
+            return data, ""
+        migrate = self.migrate
+        assert migrate is not None  # make refuses a version above 1 without one
+        for step in range(version, current):
+            try:
+                data = migrate(data, step)
+            except Exception as error:
+                raise StorageError(
+                    f"{where}: migrate_{of} of {name!r} failed from {of} version {step} to "
+                    f"{step + 1} ({type(error).__name__}: {error})"
+                ) from None
+        return data, f" (its {of} migrated from version {version} to {current})"
 
 
 def _decode_snapshot(
@@ -676,15 +742,14 @@ def _decode_snapshot(
             f"instance {instance}: stored schema {schema!r} is newer than this library "
             f"understands ({SCHEMA_VERSION})"
         )
-    body, note = record["snapshot"], ""
-    if upgrade is not None and isinstance(body, dict) and "state" in body:
-        state, note = upgrade(body["state"], record.get(STATE_VERSION_KEY, 1), instance)
-        body = {**body, "state": state}
+    body, where, note = record["snapshot"], _where(instance), ""
+    if upgrade is not None and isinstance(body, dict):
+        body, where, note = upgrade(record, body, instance)
     try:
         return converter.structure(body, type_)
     except Exception as error:
         raise StorageError(
-            f"instance {instance}: stored snapshot{note} does not fit {what} ({_describe(error)})"
+            f"{where}: stored snapshot{note} does not fit {what} ({_describe(error)})"
         ) from None
 
 
@@ -723,9 +788,27 @@ class Codec:
     def __init__(self, definition: Definition, converter: cattrs.Converter = _DEFAULT) -> None:
         self.definition = definition
         self.converter = converter
-        self.state_version: int = getattr(definition, "state_version", 1)
+        name = definition.name
+        self._states = _Versions(
+            "state",
+            name,
+            getattr(definition, "state_version", 1),
+            getattr(definition, "migrate_state", None),
+        )
+        self._events = _Versions(
+            "event",
+            name,
+            getattr(definition, "event_version", 1),
+            getattr(definition, "migrate_event", None),
+        )
+        self.state_version: int = self._states.current
         """The state version this job's code reads and writes (a pool's is always 1)."""
-        self._migrate: Callable[[Any, int], Any] | None = getattr(definition, "migrate_state", None)
+        self.event_version: int = self._events.current
+        """The event version a WorkerPool's code reads and writes (1 for other jobs: their
+        events are never stored)."""
+        self.is_pool = definition.job_type == "workerPool"
+        self._payloads = self._events if self.is_pool else self._states
+        """What a dead letter's payload is: a pool's event, or a job's state."""
         self.kind = kind_of(definition)
         self.state_type: Any = definition.state
         self.event_type: Any = getattr(definition, "event", definition.state)
@@ -739,9 +822,11 @@ class Codec:
     # ----------------------------------------------------------------- snapshots
     def encode_snapshot(self, snapshot: Any) -> str:
         body = self.converter.unstructure(snapshot, self.snapshot_type)
-        return _compact(
-            {"schema": SCHEMA_VERSION, STATE_VERSION_KEY: self.state_version, "snapshot": body}
-        )
+        envelope: dict[str, Any] = {"schema": SCHEMA_VERSION, STATE_VERSION_KEY: self.state_version}
+        if self.is_pool:  # its current event
+            envelope[EVENT_VERSION_KEY] = self.event_version
+        envelope["snapshot"] = body
+        return _compact(envelope)
 
     def decode_snapshot(self, text: str, *, instance: str = "?") -> Any:
         return _decode_snapshot(
@@ -750,8 +835,26 @@ class Codec:
             self.snapshot_type,
             f"{self.definition.name!r}",
             instance,
-            self._upgrade,
+            self._upgrade_body,
         )
+
+    def _upgrade_body(
+        self, record: Mapping[str, Any], body: dict[str, Any], instance: str
+    ) -> tuple[Any, str, str]:
+        where = _where(instance)
+        if self.is_pool:
+            current = body.get("current")
+            if not isinstance(current, dict) or "event" not in current:
+                return body, where, ""  # no event in flight (or a body that will not fit)
+            where = _where(instance, current.get("event_id"))
+            version = record.get(EVENT_VERSION_KEY, 1)
+            event, note = self._events.upgrade(current["event"], version, where)
+            return {**body, "current": {**current, "event": event}}, where, note
+        if "state" not in body:
+            return body, where, ""
+        version = record.get(STATE_VERSION_KEY, 1)
+        state, note = self._states.upgrade(body["state"], version, where)
+        return {**body, "state": state}, where, note
 
     # ------------------------------------------------------------ state versions
     def upgrade_state(self, data: Any, version: int, *, instance: str = "?") -> Any:
@@ -772,33 +875,69 @@ class Codec:
         ...
         durable_jobs._errors.StorageError: instance task:t:u: stored state version 4 of 't' is newer than its definition's state_version 3 (written by newer code)
         """
-        return self._upgrade(data, version, instance)[0]
+        return self._states.upgrade(data, version, _where(instance))[0]
 
-    def _upgrade(self, data: Any, version: Any, instance: str) -> tuple[Any, str]:
-        current, name = self.state_version, self.definition.name
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    def upgrade_event(
+        self, data: Any, version: int, *, instance: str = "?", event_id: str | None = None
+    ) -> Any:
+        """``data``, a WorkerPool event in its JSON form as written under event
+        ``version``, in the JSON form of this pool's ``event_version``: ``migrate_event``
+        is applied once per version in between. ``StorageError`` naming the shard and the
+        event for a version newer than the code's, or a migration that raises.
+
+        >>> from durable_jobs import Jobs, WorkerPool
+        >>> pool = WorkerPool.make(event=dict, concurrency=1, execute=print, event_version=2,
+        ...                        migrate_event=lambda d, v: {"to": d["email"]})
+        >>> codec = Codec(Jobs(mail=pool)["mail"])
+        >>> codec.upgrade_event({"email": "a@b.c"}, 1)
+        {'to': 'a@b.c'}
+        >>> codec.upgrade_event({"to": "a@b.c"}, 3, instance="workerPool:mail:0", event_id="e1")
+        Traceback (most recent call last):
+        ...
+        durable_jobs._errors.StorageError: instance workerPool:mail:0, event 'e1': stored event version 3 of 'mail' is newer than its definition's event_version 2 (written by newer code)
+        """
+        return self._events.upgrade(data, version, _where(instance, event_id))[0]
+
+    # ------------------------------------------------------------- queue rows
+    def encode_item(self, item: QueueItem[Any]) -> str:
+        """A WorkerPool's pending or delayed event row as stored text (its event version
+        recorded above 1).
+
+        >>> from durable_jobs import Instant, Jobs, WorkerPool
+        >>> codec = Codec(Jobs(p=WorkerPool.make(event=str, concurrency=1, execute=print))["p"])
+        >>> item = QueueItem("e1", "hi", priority=0, seq=0, enqueued_at=Instant(5))
+        >>> codec.encode_item(item)
+        '{"event_id":"e1","event":"hi","priority":0,"seq":0,"enqueued_at":5,"partition_key":null,"due_at":null}'
+        >>> codec.decode_item(codec.encode_item(item)) == item
+        True
+        """
+        data: dict[str, Any] = self.converter.unstructure(item, self.item_type)
+        if self.event_version > 1:
+            data[EVENT_VERSION_KEY] = self.event_version
+        return _compact(data)
+
+    def decode_item(
+        self, text: str | bytes, *, instance: str = "?", event_id: str | None = None
+    ) -> QueueItem[Any]:
+        """The row ``encode_item`` gave, of this or an older event version (upgraded);
+        ``StorageError`` naming the shard and the event when it cannot be read."""
+        where = _where(instance, event_id)
+        note = ""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError(f"expected an object, got {type(data).__name__}")
+            version = data.pop(EVENT_VERSION_KEY, 1)
+            if "event" in data:
+                data["event"], note = self._events.upgrade(data["event"], version, where)
+            item: QueueItem[Any] = self.converter.structure(data, self.item_type)
+        except StorageError:
+            raise
+        except Exception as error:
             raise StorageError(
-                f"instance {instance}: stored state version {version!r} of {name!r} "
-                "is not an int >= 1"
-            )
-        if version > current:
-            raise StorageError(
-                f"instance {instance}: stored state version {version} of {name!r} is newer "
-                f"than its definition's state_version {current} (written by newer code)"
-            )
-        if version == current or data is None:
-            return data, ""
-        migrate = self._migrate
-        assert migrate is not None  # make refuses a version above 1 without one
-        for step in range(version, current):
-            try:
-                data = migrate(data, step)
-            except Exception as error:
-                raise StorageError(
-                    f"instance {instance}: migrate_state of {name!r} failed from state "
-                    f"version {step} to {step + 1} ({type(error).__name__}: {error})"
-                ) from None
-        return data, f" (its state migrated from version {version} to {current})"
+                f"{where}: stored queued event{note} cannot be read ({_describe(error)})"
+            ) from None
+        return item
 
     # ---------------------------------------------------------------- inputs
     def encode_input(self, value: inp.Input) -> dict[str, Any]:
@@ -848,7 +987,7 @@ class Codec:
             tel.TelemetryEvent,  # type: ignore[arg-type]
         )
         if isinstance(event, tel.JobStarted):
-            state, _ = self._upgrade(event.input, version, event.instance_id)
+            state, _ = self._states.upgrade(event.input, version, _where(event.instance_id))
             return attrs.evolve(event, input=self.converter.structure(state, self.state_type))
         return event
 
@@ -860,24 +999,29 @@ class Codec:
     def encode_dead_letter(self, record: res.DeadLetter[Any]) -> dict[str, Any]:
         data: dict[str, Any] = self.converter.unstructure(record, res.DeadLetter[Any])
         data["payload"] = self.converter.unstructure(record.payload, self.payload_type())
-        if self.state_version > 1:
-            data[STATE_VERSION_KEY] = self.state_version  # its payload is a state
+        versions = self._payloads
+        if versions.current > 1:  # its payload is a state, or a pool's event
+            data[versions.key] = versions.current
         return data
 
     def decode_dead_letter(self, data: dict[str, Any]) -> res.DeadLetter[Any]:
-        note = ""
+        note = where = ""
+        versions = self._payloads
         try:
-            version = data.get(STATE_VERSION_KEY, 1)
-            if STATE_VERSION_KEY in data:
-                data = {k: v for k, v in data.items() if k != STATE_VERSION_KEY}
+            version = data.get(versions.key, 1)
+            if versions.key in data:
+                data = {k: v for k, v in data.items() if k != versions.key}
             record = self.converter.structure(data, res.DeadLetter[Any])
-            payload, note = self._upgrade(data["payload"], version, record.instance_id)
+            where = _where(record.instance_id, record.id if self.is_pool else None)
+            payload, note = versions.upgrade(data["payload"], version, where)
             payload = self.converter.structure(payload, self.payload_type())
         except StorageError:
             raise
         except Exception as error:
+            about = f"{where}: " if where else ""
             raise StorageError(
-                f"dead letter of {self.definition.name!r}{note} cannot be read ({_describe(error)})"
+                f"{about}dead letter of {self.definition.name!r}{note} cannot be read "
+                f"({_describe(error)})"
             ) from None
         return attrs.evolve(record, payload=payload)
 

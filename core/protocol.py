@@ -126,6 +126,7 @@ from durable_jobs._retry import ConstantBackoff, ExponentialBackoff, LinearBacko
 from durable_jobs._runtime import Attempts, InFlight, Transition
 from durable_jobs._schedule import Cron, Every
 from durable_jobs._serialization import (
+    EVENT_VERSION_KEY,
     MAX_DEPTH,
     MAX_INT,
     SCHEMA_VERSION,
@@ -142,6 +143,7 @@ from durable_jobs._time import MAX_DURATION, from_datetime, parse_duration, to_d
 __all__ = [
     "DEFINITION_CLASSES",
     "DUE_BATCH",
+    "EVENT_VERSION_KEY",
     "INVALID_STATE",
     "KINDS",
     "MAX_DEPTH",

@@ -8,8 +8,11 @@ finished ones in ``pool_finished`` by finish time. ``load_view`` reads exactly w
 pending event, one or more ids with their rank and finished record, the expired
 records), each with an index range; ``SqlQueueRows`` is the engine's ``QueueRows`` target. Taking and
 finishing an event update its row instead of deleting one row and inserting another.
-A row that cannot be read (not JSON, or not the job's event type) is a ``StorageError``
-naming the shard and the event, like a snapshot that cannot be read.
+An event row is turned into text and back by the codec alone (``Codec.encode_item`` /
+``decode_item``), which also upgrades rows of an older event version: this module holds
+no versioning. A row that cannot be read (not JSON, not the job's event type, of a newer
+event version, or a migration that fails) is a ``StorageError`` naming the shard and the
+event, like a snapshot that cannot be read.
 """
 
 from __future__ import annotations
@@ -116,23 +119,21 @@ def load_view(
     """The rows of one shard that ``reads`` names."""
     if reads == _NO_READS:
         return _EMPTY_VIEW  # an outcome, a pause: nothing to load
-    item_type = codec.item_type
     structure = codec.converter.structure
 
-    def read(text: object, type_: Any, event_id: object, what: str) -> Any:
-        try:
-            return structure(json.loads(text), type_)  # type: ignore[arg-type]
-        except Exception as error:
-            raise StorageError(
-                f"instance {instance_id}: stored {what} {event_id!r} cannot be read "
-                f"({_describe(error)})"
-            ) from None
-
-    def item_of(row: tuple[object, object] | None) -> Any:
-        return None if row is None else read(row[0], item_type, row[1], "queued event")
+    def item_of(row: tuple[Any, Any] | None) -> Any:
+        if row is None:
+            return None
+        return codec.decode_item(row[0], instance=instance_id, event_id=row[1])
 
     def finished_of(text: object, event_id: object) -> FinishedEvent:
-        record: FinishedEvent = read(text, FinishedEvent, event_id, "finished event")
+        try:
+            record: FinishedEvent = structure(json.loads(text), FinishedEvent)  # type: ignore[arg-type]
+        except Exception as error:
+            raise StorageError(
+                f"instance {instance_id}: stored finished event {event_id!r} cannot be read "
+                f"({_describe(error)})"
+            ) from None
         return record
 
     head = oldest = None
@@ -231,7 +232,7 @@ class SqlQueueRows:
     def put_items(self, instance_id: str, items: Sequence[QueueItem[Any]]) -> None:
         # Replaces only an expired finished row of the same id (the core never queues an
         # id that is pending, running or still remembered).
-        item_type = self.codec.item_type
+        encode = self.codec.encode_item
         self.db.executemany(
             "INSERT OR REPLACE INTO pool_events (instance_id, event_id, state, neg_priority,"
             " seq, item, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -242,7 +243,7 @@ class SqlQueueRows:
                     PENDING if item.due_at is None else DELAYED,
                     -item.priority,
                     item.seq,
-                    self._text(item, item_type),
+                    encode(item),
                     item.due_at,
                 )
                 for item in items
@@ -253,7 +254,7 @@ class SqlQueueRows:
         self.db.execute(
             "UPDATE pool_events SET state = 0, due_at = NULL, item = ?"
             " WHERE instance_id = ? AND event_id = ? AND state = 3",
-            (self._text(item, self.codec.item_type), instance_id, item.event_id),
+            (self.codec.encode_item(item), instance_id, item.event_id),
         )
 
     def delete_item(self, instance_id: str, event_id: str) -> None:
@@ -281,7 +282,7 @@ class SqlQueueRows:
             " SET state = 2, finished_at = excluded.finished_at,"
             " record = excluded.record, neg_priority = NULL, seq = NULL, item = NULL,"
             " due_at = NULL",
-            (instance_id, record.event_id, record.finished_at, self._text(record, FinishedEvent)),
+            (instance_id, record.event_id, record.finished_at, self._finished_text(record)),
         )
 
     def delete_finished(self, instance_id: str, records: tuple[FinishedEvent, ...]) -> None:
@@ -291,5 +292,5 @@ class SqlQueueRows:
             [(instance_id, r.event_id, r.finished_at) for r in records],
         )
 
-    def _text(self, value: Any, type_: Any) -> str:
-        return json.dumps(self.codec.converter.unstructure(value, type_))
+    def _finished_text(self, record: FinishedEvent) -> str:
+        return json.dumps(self.codec.converter.unstructure(record, FinishedEvent))

@@ -26,6 +26,7 @@ from typing import Protocol
 import pytest
 
 from durable_jobs import Client, Jobs, TelemetryEvent
+from durable_jobs.interpreters._queue import ShardQueue
 from durable_jobs.interpreters.clock import ManualClock
 from durable_jobs.interpreters.memory import MemoryInterpreter
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
@@ -111,7 +112,17 @@ def _memory_deploy(old: MemoryInterpreter, jobs: Jobs) -> MemoryInterpreter:
         )
         for e in before.telemetry
     ]
-    after._queues = dict(before._queues)  # pool events are not versioned
+    for instance_id, queue in before._queues.items():
+        name = before.snapshots[instance_id].key.job_name
+        moved_queue = ShardQueue()
+        for item in queue._items.values():
+            text = old_codecs[name].encode_item(item)
+            moved_queue.put(
+                codecs[name].decode_item(text, instance=instance_id, event_id=item.event_id)
+            )
+        for record in sorted(queue._finished.values(), key=lambda r: r.finished_at):
+            moved_queue.put_finished(record)
+        after._queues[instance_id] = moved_queue
     return new
 
 

@@ -1,4 +1,5 @@
-"""Contract: a state type that changes between deploys (issue 10 §5), on every interpreter.
+"""Contract: a state or event type that changes between deploys (issue 10 §5), on every
+interpreter.
 
 Each test stores instances under ``CountV1`` (field ``count``), deploys a definition of
 the same name whose state is ``CountV2`` (``count`` renamed ``total``, a new required
@@ -6,6 +7,11 @@ field ``unit``) with ``state_version=2`` and a migration, and checks one action 
 old instances. The twin ``..._without_a_migration`` tests deploy ``CountV2`` the way one
 had to before state versions (no version, no migration) and expect the
 ``StorageError`` naming the instance that every action met.
+
+A WorkerPool's events are stored (queue rows, pending and delayed; the event a shard is
+retrying, in its snapshot; dead letters): the pool tests store them under ``MailV1`` and
+deploy ``MailV2`` (``email`` renamed ``to``, a new required ``subject``) with
+``event_version=2`` and ``migrate_event``, or without them.
 
 ``deploy`` (see ``conftest``) reopens the SQLite file, or carries the memory store's
 contents over through the codecs.
@@ -22,6 +28,7 @@ import attrs
 import pytest
 
 from durable_jobs import (
+    Backoff,
     Continuous,
     ContinuousContext,
     Debounce,
@@ -29,10 +36,12 @@ from durable_jobs import (
     DebounceEventContext,
     Jobs,
     JobStarted,
+    PoolContext,
     Retry,
     StorageError,
     Task,
     TaskContext,
+    WorkerPool,
 )
 from tests.contract.conftest import Deploy
 
@@ -270,3 +279,150 @@ def test_debounce_without_a_migration_is_a_storage_error(deploy: Deploy) -> None
     added_debounce(deploy)
     with pytest.raises(StorageError, match="debounce:b:u"):
         deploy(debounce_v2(UNVERSIONED)).client().debounce("b").add(id="u", event=1)
+
+
+# ----------------------------------------------------------------------- WorkerPool
+
+
+@attrs.frozen
+class MailV1:
+    email: str
+
+
+@attrs.frozen
+class MailV2:
+    to: str
+    subject: str
+
+
+def mail_to_v2(data: Any, version: int) -> Any:
+    assert version == 1
+    return {"to": data["email"], "subject": "(none)"}
+
+
+EVENTS_MIGRATED: Versioning = {"event_version": 2, "migrate_event": mail_to_v2}
+RETRY = Retry(max_attempts=2, backoff=Backoff.constant("1 minute"), jitter=False)
+sent: list[tuple[str, MailV2]] = []
+
+
+def fail_v1(ctx: PoolContext[MailV1]) -> None:
+    raise ConnectionError(f"{ctx.event.email} unreachable")
+
+
+def send_v2(ctx: PoolContext[MailV2]) -> None:
+    sent.append((ctx.event_id, ctx.event))
+
+
+def pool_v2(versioning: Versioning) -> Jobs:
+    return Jobs(mail=WorkerPool.make(event=MailV2, concurrency=1, execute=send_v2, **versioning))
+
+
+def v2(email: str) -> MailV2:
+    return MailV2(email, "(none)")
+
+
+def paused_pool(deploy: Deploy) -> None:
+    """A paused shard holding two pending events and one delayed an hour: queue rows only
+    (nothing is running, so the snapshot holds no event)."""
+    sim = deploy(Jobs(mail=WorkerPool.make(event=MailV1, concurrency=1, execute=fail_v1)))
+    client = sim.client().worker_pool("mail")
+    client.pause()
+    client.enqueue(id="p1", event=MailV1("a@x"))
+    client.enqueue(id="p2", event=MailV1("b@x"), priority=5)
+    client.enqueue(id="later", event=MailV1("c@x"), delay="1 hour")
+    assert (client.status().total_pending, client.status().total_delayed) == (2, 1)
+
+
+def test_pool_pending_and_delayed_events_run_as_v2_after_a_migration(deploy: Deploy) -> None:
+    paused_pool(deploy)
+    sim = deploy(pool_v2(EVENTS_MIGRATED))
+    client = sim.client().worker_pool("mail")
+    status = client.status()
+    assert (status.total_pending, status.total_delayed, status.paused_instances) == (2, 1, 1)
+    assert client.enqueue(id="p1", event=v2("z@x")).duplicate is True  # reads its row
+    assert client.enqueue(id="new", event=MailV2("d@x", "hi")).position == 2
+    sent.clear()
+    client.resume()
+    sim.advance("1 second")
+    assert sent == [("p2", v2("b@x")), ("p1", v2("a@x")), ("new", MailV2("d@x", "hi"))]
+    sim.advance("1 hour")
+    assert sent[-1] == ("later", v2("c@x"))
+    assert client.status().total_processed == 4
+
+
+def test_pool_events_are_written_back_as_v2(deploy: Deploy) -> None:
+    paused_pool(deploy)
+    client = deploy(pool_v2(EVENTS_MIGRATED)).client().worker_pool("mail")
+    assert client.cancel("p2").reason == "cancelled"
+    client.enqueue(id="v2", event=MailV2("e@x", "hi"))  # a row of the new version
+    sim = deploy(pool_v2(EVENTS_MIGRATED))  # the same code again: v1 and v2 rows side by side
+    sent.clear()
+    sim.client().worker_pool("mail").resume()
+    sim.advance("1 hour")
+    assert sent == [("p1", v2("a@x")), ("v2", MailV2("e@x", "hi")), ("later", v2("c@x"))]
+
+
+def failing_pool(deploy: Deploy) -> None:
+    """A dead letter of ``dead``; ``flaky`` failed once and waits for its retry in the
+    shard's snapshot; ``p1`` is pending behind it."""
+    pool = WorkerPool.make(event=MailV1, concurrency=1, execute=fail_v1, retry=RETRY)
+    sim = deploy(Jobs(mail=pool))
+    client = sim.client().worker_pool("mail")
+    client.enqueue(id="dead", event=MailV1("dead@x"))
+    sim.advance("1 minute")
+    client.enqueue(id="flaky", event=MailV1("flaky@x"))
+    client.enqueue(id="p1", event=MailV1("a@x"))
+    sim.advance("1 second")
+    status = client.instance_status(0)
+    assert (status.current_event_id, status.pending_count, status.dead_lettered_count) == (
+        "flaky",
+        2,
+        1,
+    )
+
+
+def test_pool_dead_letters_and_the_event_being_retried_are_read_as_v2(deploy: Deploy) -> None:
+    failing_pool(deploy)
+    sim = deploy(pool_v2(EVENTS_MIGRATED))
+    client = sim.client().worker_pool("mail")
+    [letter] = client.dead_letters()
+    assert (letter.id, letter.payload) == ("dead", v2("dead@x"))
+    status = client.instance_status(0)
+    assert (status.status, status.current_event_id, status.pending_count) == (
+        "processing",
+        "flaky",
+        2,
+    )
+    sent.clear()
+    sim.advance("1 minute")
+    assert sent == [("flaky", v2("flaky@x")), ("p1", v2("a@x"))]
+    assert client.status().total_processed == 2
+
+
+STORED = {"paused": ("p1", "p2", "later"), "failing": ("dead", "flaky", "p1")}
+
+
+@pytest.mark.parametrize(
+    ("setup", "action", "event_id"),
+    [
+        ("paused", lambda c: c.status(), "p1"),  # the oldest pending event
+        ("paused", lambda c: c.cancel("p1"), "p1"),
+        ("paused", lambda c: c.cancel("later"), "later"),
+        ("paused", lambda c: c.enqueue(id="p1", event=v2("a@x")), "p1"),
+        ("failing", lambda c: c.instance_status(0), "flaky"),
+        ("failing", lambda c: c.dead_letters(), "dead"),
+    ],
+    ids=["status", "cancel", "cancel-delayed", "enqueue-duplicate", "retried", "dead-letters"],
+)
+def test_pool_without_a_migration_every_stored_event_is_a_storage_error(
+    deploy: Deploy,
+    request: pytest.FixtureRequest,
+    setup: str,
+    action: Callable[[Any], Any],
+    event_id: str,
+) -> None:
+    (paused_pool if setup == "paused" else failing_pool)(deploy)
+    # The memory deploy carries every stored event over at once, so it stops at the first.
+    named = STORED[setup] if request.node.callspec.params["deploy"] == "memory" else (event_id,)
+    with pytest.raises(StorageError, match=rf"workerPool:mail:0, event '({'|'.join(named)})'"):
+        action(deploy(pool_v2(UNVERSIONED)).client().worker_pool("mail"))

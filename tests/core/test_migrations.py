@@ -1,8 +1,10 @@
-"""State versions in the pure core (issue 10 §5): ``make`` checks the options, ``Codec``
-upgrades stored states when it reads them and refuses what it cannot upgrade.
+"""State and event versions in the pure core (issue 10 §5): ``make`` checks the options,
+``Codec`` upgrades stored states (and a WorkerPool's stored events: queue rows, the
+snapshot's current event, dead letters) when it reads them and refuses what it cannot
+upgrade.
 
-The laws: reading a state written by the code's own version never calls the migration;
-reading a v1 state with v3 code (two steps at once) equals reading it with v2 code,
+The laws: reading a value written by the code's own version never calls the migration;
+reading a v1 value with v3 code (two steps at once) equals reading it with v2 code,
 writing it back, and reading that with v3 code.
 """
 
@@ -29,12 +31,16 @@ from durable_jobs import (
     Jobs,
     StorageError,
     Task,
+    WorkerPool,
 )
 from durable_jobs.protocol import (
+    EVENT_VERSION_KEY,
     STATE_VERSION_KEY,
     Codec,
     ContinuousSnapshot,
     InstanceKey,
+    PoolSnapshot,
+    QueueItem,
     TaskSnapshot,
     read_snapshot,
 )
@@ -271,3 +277,172 @@ def test_a_continuous_snapshot_round_trips_under_a_version() -> None:
     codec = continuous(V2, state_version=2, migrate_state=step)
     snapshot = ContinuousSnapshot(InstanceKey("continuous", "c", "u"), V2(1, "x"), Instant(0))
     assert codec.decode_snapshot(codec.encode_snapshot(snapshot)) == snapshot
+
+
+# ----------------------------------------------------------------- WorkerPool events
+
+
+def pool(event: Any, **options: Any) -> Codec:
+    return Codec(
+        Jobs(p=WorkerPool.make(event=event, concurrency=2, execute=ignore, **options))["p"]
+    )
+
+
+SHARD = "workerPool:p:1"
+P1 = pool(V1)
+P2 = pool(V2, event_version=2, migrate_event=step)
+P3 = pool(V3, event_version=3, migrate_event=step)
+
+
+def item(event: Any, event_id: str = "e1", due_at: int | None = None) -> QueueItem[Any]:
+    return QueueItem(
+        event_id, event, 3, 7, Instant(10), "k", None if due_at is None else Instant(due_at)
+    )
+
+
+def pool_letter(event: Any) -> DeadLetter[Any]:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    return DeadLetter("workerPool", "p", "e9", SHARD, event, ErrorInfo("E", "x"), 3, when)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"event_version": 0}, "WorkerPool event_version must be an int >= 1, got 0"),
+        ({"event_version": False}, "event_version must be an int >= 1, got False"),
+        ({"event_version": 2.0}, "event_version must be an int >= 1, got 2.0"),
+        ({"event_version": 3}, "event_version 3 needs migrate_event: stored events of versions "
+         "1 to 2"),
+        ({"event_version": 2, "migrate_event": "f"}, "migrate_event must be a function"),
+        ({"migrate_event": step}, "migrate_event is never called while event_version is 1"),
+    ],
+)  # fmt: skip
+def test_pool_make_refuses_a_bad_event_version_or_migration(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        WorkerPool.make(event=V2, concurrency=1, execute=ignore, **options)
+
+
+def test_pool_make_keeps_the_event_version_and_the_migration() -> None:
+    definition = WorkerPool.make(
+        event=V2, concurrency=1, execute=ignore, event_version=2, migrate_event=step
+    )
+    assert (definition.event_version, definition.migrate_event) == (2, step)
+    assert WorkerPool.make(event=V2, concurrency=1, execute=ignore).event_version == 1
+
+
+def test_a_queue_row_carries_its_version_above_1_only_and_old_rows_are_version_1() -> None:
+    old = P1.encode_item(item(V1(4), due_at=99))
+    assert EVENT_VERSION_KEY not in json.loads(old)  # what every earlier release reads
+    assert P2.decode_item(old, instance=SHARD) == item(V2(4, "runs"), due_at=99)
+    new = P2.encode_item(item(V2(4, "x")))
+    assert json.loads(new)[EVENT_VERSION_KEY] == 2
+    assert P2.decode_item(new) == item(V2(4, "x"))
+    assert P3.decode_item(new) == item(V3(4, "x", ()))
+
+
+def test_a_queue_row_from_newer_code_or_with_a_bad_version_names_shard_and_event() -> None:
+    new = P2.encode_item(item(V2(4, "x")))
+    with pytest.raises(
+        StorageError,
+        match=r"instance workerPool:p:1, event 'e1': stored event version 2 of 'p' is newer "
+        r"than its definition's event_version 1",
+    ):
+        P1.decode_item(new, instance=SHARD, event_id="e1")
+    bad = json.dumps({**json.loads(new), EVENT_VERSION_KEY: "2"})
+    with pytest.raises(StorageError, match=r"event 'e1': stored event version '2' .* not an int"):
+        P2.decode_item(bad, instance=SHARD, event_id="e1")
+
+
+def test_a_queue_row_whose_migration_raises_or_does_not_fit_names_shard_and_event() -> None:
+    old = P1.encode_item(item(V1(4)))
+
+    def broken(data: Any, version: int) -> Any:
+        return {"total": data["cuont"], "unit": "runs"}
+
+    with pytest.raises(
+        StorageError,
+        match=r"workerPool:p:1, event 'e1': migrate_event of 'p' failed from event version 1 "
+        r"to 2 \(KeyError: 'cuont'\)",
+    ):
+        pool(V2, event_version=2, migrate_event=broken).decode_item(
+            old, instance=SHARD, event_id="e1"
+        )
+    typed_result = pool(V2, event_version=2, migrate_event=lambda d, v: V2(1, "typed"))
+    with pytest.raises(
+        StorageError,
+        match=r"workerPool:p:1, event 'e1': stored queued event \(its event migrated from "
+        r"version 1 to 2\) cannot be read",
+    ):
+        typed_result.decode_item(old, instance=SHARD, event_id="e1")
+    with pytest.raises(
+        StorageError,
+        match=r"workerPool:p:1, event 'e1': stored queued event cannot be read \(Expecting",
+    ):
+        P1.decode_item("{oops", instance=SHARD, event_id="e1")
+
+
+def test_a_shard_snapshot_migrates_its_current_event_and_names_it_on_failure() -> None:
+    key = InstanceKey("workerPool", "p", "1")
+    running = PoolSnapshot(key, Instant(0), next_seq=8, current=item(V1(2), "run-1"))
+    text = P1.encode_snapshot(running)
+    assert json.loads(text)[EVENT_VERSION_KEY] == 1  # the envelope always says
+    assert P3.decode_snapshot(text).current == item(V3(2, "runs", ()), "run-1")
+    idle: PoolSnapshot[Any] = PoolSnapshot(key, Instant(0), next_seq=8)
+    assert P1.decode_snapshot(P3.encode_snapshot(idle)) == idle  # no event: nothing to refuse
+    with pytest.raises(
+        StorageError, match=r"workerPool:p:1, event 'run-1': stored event version 3 of 'p'"
+    ):
+        P2.decode_snapshot(P3.encode_snapshot(attrs.evolve(running, current=item(V3(1, "x", ()), "run-1"))), instance=SHARD)  # fmt: skip
+    with pytest.raises(StorageError, match=r"workerPool:p:1, event 'run-1': stored snapshot does"):
+        pool(V2).decode_snapshot(text, instance=SHARD)  # a changed type without a version
+
+
+def test_a_pool_dead_letter_carries_its_event_version_above_1_and_is_migrated() -> None:
+    old = json.loads(json.dumps(P1.encode_dead_letter(pool_letter(V1(2)))))
+    assert EVENT_VERSION_KEY not in old
+    assert STATE_VERSION_KEY not in old
+    assert P2.decode_dead_letter(old) == pool_letter(V2(2, "runs"))
+    new = P2.encode_dead_letter(pool_letter(V2(2, "x")))
+    assert (new[EVENT_VERSION_KEY], STATE_VERSION_KEY in new) == (2, False)
+    with pytest.raises(StorageError, match=r"workerPool:p:1, event 'e9': stored event version 2"):
+        P1.decode_dead_letter(new)
+    with pytest.raises(StorageError, match=r"workerPool:p:1, event 'e9': dead letter of 'p'"):
+        pool(V2).decode_dead_letter(old)
+
+
+def test_a_none_event_is_a_value_and_is_migrated() -> None:
+    calls: list[Any] = []
+
+    def count(data: Any, version: int) -> Any:
+        calls.append(data)
+        return data
+
+    old = pool(V1 | None).encode_item(item(None))
+    assert pool(V2 | None, event_version=2, migrate_event=count).decode_item(old).event is None
+    assert calls == [None]
+
+
+@given(COUNTS, st.text())
+def test_an_event_of_the_current_version_reads_back_without_a_migration(
+    total: int, unit: str
+) -> None:
+    def never(data: Any, version: int) -> Any:
+        raise AssertionError("called")
+
+    codec = pool(V2, event_version=2, migrate_event=never)
+    row = item(V2(total, unit))
+    assert codec.decode_item(codec.encode_item(row)) == row
+
+
+@given(COUNTS, st.one_of(st.none(), st.integers(0, 2**40)))
+def test_chained_event_migrations_equal_a_step_by_step_read(count: int, due_at: int | None) -> None:
+    text = P1.encode_item(item(V1(count), due_at=due_at))
+    direct = P3.decode_item(text)
+    via_v2 = P3.decode_item(P2.encode_item(P2.decode_item(text)))
+    assert direct == via_v2 == item(V3(count, "runs", ()), due_at=due_at)
+    letter = P1.encode_dead_letter(pool_letter(V1(count)))
+    assert P3.decode_dead_letter(letter) == P3.decode_dead_letter(
+        P2.encode_dead_letter(P2.decode_dead_letter(letter))
+    )
