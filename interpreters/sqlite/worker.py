@@ -82,7 +82,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from datetime import timedelta
@@ -178,26 +178,20 @@ class _SharedCommits:
     def _commit(
         self, batch: list[tuple[Chain, Outcome | None, Future[RunUserCode | None]]]
     ) -> None:
-        interpreter, store = self._interpreter, self._interpreter._sql
-        made: list[tuple[Future[RunUserCode | None], RunUserCode | None]] = []
-        failed: list[tuple[Future[RunUserCode | None], BaseException]] = []
+        steps = [(chain, outcome) for chain, outcome, _ in batch]
         try:
-            with store.transaction():
-                for chain, outcome, future in batch:
-                    try:
-                        made.append((future, interpreter._settle(chain, outcome, store.savepoint)))
-                    except Exception as error:  # this step alone: its thread gets the error
-                        failed.append((future, error))
+            made = self._interpreter._settle_together(steps, (Exception,))
         except BaseException as error:  # nothing was committed: every step failed
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
-        try:
-            for future, run in made:
-                future.set_result(run)
-            for future, problem in failed:
-                future.set_exception(problem)
+        try:  # each thread gets its step's run, or the error it failed with alone
+            for (_, _, future), run in zip(batch, made, strict=True):
+                if isinstance(run, Exception):
+                    future.set_exception(run)
+                else:
+                    future.set_result(run)
         finally:  # (interrupted while handing results out: no thread may wait for ever)
             for _, _, future in batch:
                 if not future.done():
@@ -543,25 +537,7 @@ class SqliteInterpreter(Engine):
         runs: list[tuple[Chain, RunUserCode]] = []
         failed: list[tuple[Chain, DurableJobsError]] = []
         try:
-            with self._sql.transaction():
-                for chain, outcome in ready:
-                    try:
-                        run = self._settle(chain, outcome, self._sql.savepoint)
-                    except Restart:
-                        self._let_go(chain)
-                        continue
-                    except (DurableJobsError, *UNCOMMITTABLE) as error:
-                        # This instance's step cannot be made (an unreadable row, or a
-                        # bug met by its input): it fails alone; the others commit.
-                        self._let_go(chain)
-                        failed.append((chain, _as_error(chain, error)))
-                        continue
-                    if run is None:
-                        self._let_go(chain)  # the chain ended
-                        continue
-                    self._held.add(chain.key.instance_id)
-                    self._lost.discard(chain.key.instance_id)  # a run of its own again
-                    runs.append((chain, run))
+            made = self._settle_together(ready, (Restart, DurableJobsError, *UNCOMMITTABLE))
         except BaseException:
             # The transaction did not commit: no run of it started. Runs that had
             # started before (their outcomes are what failed to commit) stay held.
@@ -569,9 +545,37 @@ class SqliteInterpreter(Engine):
                 if outcome is None:
                     self._held.discard(chain.key.instance_id)
             raise
+        for (chain, _), run in zip(ready, made, strict=True):
+            if isinstance(run, Exception) or run is None:
+                self._let_go(chain)  # the chain ended, or its step could not be made
+                if isinstance(run, Exception) and not isinstance(run, Restart):
+                    # This instance's step cannot be made (an unreadable row, or a bug
+                    # met by its input): it failed alone; the others committed.
+                    failed.append((chain, _as_error(chain, run)))
+                continue
+            self._held.add(chain.key.instance_id)
+            self._lost.discard(chain.key.instance_id)  # a run of its own again
+            runs.append((chain, run))
         for chain, problem in failed:
             self._report(chain.key.instance_id, problem)  # writes nothing
         return runs
+
+    def _settle_together(
+        self, steps: Sequence[Ready], alone: tuple[type[Exception], ...]
+    ) -> list[RunUserCode | Exception | None]:
+        """Make every step in a savepoint of one transaction, committed once; per step
+        its run (``None``: the chain ended), or the exception of type ``alone`` it failed
+        with (that step undone alone). Any other exception, or a failed commit, undoes
+        them all and is raised. (The worker's group commit and the shared commits of
+        request threads both make their steps so.)"""
+        made: list[RunUserCode | Exception | None] = []
+        with self._sql.transaction():
+            for chain, outcome in steps:
+                try:
+                    made.append(self._settle(chain, outcome, self._sql.savepoint))
+                except alone as error:
+                    made.append(error)
+        return made
 
     def _let_go(self, chain: Chain) -> None:
         self._held.discard(chain.key.instance_id)
