@@ -59,6 +59,7 @@ from durable_jobs._definitions import (
     WorkerPoolDefinition,
 )
 from durable_jobs._errors import (
+    BusyError,
     ConflictError,
     DefinitionError,
     DurableJobsError,
@@ -111,6 +112,7 @@ from durable_jobs._time import Duration, Instant
 __all__ = [
     "Backoff",
     "BackoffPolicy",
+    "BusyError",
     "Client",
     "ConflictError",
     "Continuous",

@@ -166,9 +166,10 @@ D = TypeVar("D", bound=Definition)
 
 
 class _JobClient(Generic[D]):
-    def __init__(self, dispatcher: Dispatcher, definition: D) -> None:
+    def __init__(self, dispatcher: Dispatcher, definition: D, wait: Duration | None = None) -> None:
         self._dispatcher = dispatcher
         self._definition = definition
+        self._wait = wait
 
     def _call(self, request: Request, kind: type[R]) -> R:
         return _expect(self._dispatcher.dispatch(self._definition, request), kind, self._definition)
@@ -189,8 +190,12 @@ class ContinuousClient(_JobClient[ContinuousDefinition[S]]):
         return self._call(ContinuousStart(check_id(id), value), ContinuousStartResult)
 
     def trigger(self, id: str) -> ContinuousTriggerResult:
-        """Run ``execute`` now, outside the schedule."""
-        return self._call(ContinuousTrigger(check_id(id)), ContinuousTriggerResult)
+        """Make a run of ``execute`` due now, outside the schedule: a worker runs it (the
+        memory interpreter runs it before returning). Answers at once; with a run in
+        flight the trigger is queued behind it (``queued=True``), unless the client
+        waits (``client(wait=...)``)."""
+        request = ContinuousTrigger(check_id(id), self._wait)
+        return self._call(request, ContinuousTriggerResult)
 
     def terminate(self, id: str, reason: str | None = None) -> ContinuousTerminateResult:
         """Purge the instance; the id can be started again afterwards."""
@@ -216,17 +221,25 @@ class DebounceClient(_JobClient[DebounceDefinition[E, S]]):
     """Client actions of one Debounce job."""
 
     def add(self, *, id: str, event: E | Unstructured) -> DebounceAddResult:
-        """Fold ``event`` into the instance's batch (creating it on the first event)."""
+        """Fold ``event`` into the instance's batch (creating it on the first event).
+
+        The reducer (``on_event``) runs here, in the caller; reaching ``max_events``
+        makes the flush due now, and a worker runs ``execute``. During a flush the event
+        is queued behind it (``queued=True``), unless the client waits."""
         value = validate(event, self._definition.event, what="event")
-        return self._call(DebounceAdd(check_id(id), value), DebounceAddResult)
+        return self._call(DebounceAdd(check_id(id), value, self._wait), DebounceAddResult)
 
     def flush(self, id: str) -> DebounceFlushResult:
-        """Run ``execute`` over the batch now."""
-        return self._call(DebounceFlush(check_id(id)), DebounceFlushResult)
+        """Make a flush of the batch due now (``flushing=True``): a worker runs
+        ``execute``."""
+        request = DebounceFlush(check_id(id), self._wait)
+        return self._call(request, DebounceFlushResult)
 
     def clear(self, id: str) -> DebounceClearResult:
-        """Drop the batch without running ``execute``."""
-        return self._call(DebounceClear(check_id(id)), DebounceClearResult)
+        """Drop the batch without running ``execute`` (during a flush: queued behind it,
+        unless the client waits)."""
+        request = DebounceClear(check_id(id), self._wait)
+        return self._call(request, DebounceClearResult)
 
     def status(self, id: str) -> DebounceStatusResult:
         return self._call(DebounceStatus(check_id(id)), DebounceStatusResult)
@@ -244,13 +257,18 @@ class TaskClient(_JobClient[TaskDefinition[S, E]]):
     """Client actions of one Task job."""
 
     def send(self, *, id: str, event: E | Unstructured) -> TaskSendResult:
-        """Deliver ``event`` to ``on_event`` (creating the instance on the first one)."""
+        """Deliver ``event`` to ``on_event`` (creating the instance on the first one).
+
+        ``on_event`` (and ``on_error`` when it fails) runs here, in the caller;
+        ``on_idle`` after it runs in a worker. While a run is in flight the event is
+        queued behind it (``queued=True``) and handled in order when it ends, unless
+        the client waits (``client(wait=...)``)."""
         value = validate(event, self._definition.event, what="event")
-        return self._call(TaskSend(check_id(id), value), TaskSendResult)
+        return self._call(TaskSend(check_id(id), value, self._wait), TaskSendResult)
 
     def trigger(self, id: str) -> TaskTriggerResult:
-        """Run ``execute`` now; the pending schedule stays."""
-        return self._call(TaskTrigger(check_id(id)), TaskTriggerResult)
+        """Make a run of ``execute`` due now (a worker runs it); the schedule stays."""
+        return self._call(TaskTrigger(check_id(id), self._wait), TaskTriggerResult)
 
     def terminate(self, id: str) -> TaskTerminateResult:
         return self._call(TaskTerminate(check_id(id)), TaskTerminateResult)
@@ -466,10 +484,18 @@ class WorkerPoolClient(_JobClient[WorkerPoolDefinition[E]]):
 
 
 class Client:
-    """Entry point to the job clients of one interpreter; from ``interpreter.client()``."""
+    """Entry point to the job clients of one interpreter; from ``interpreter.client()``.
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    ``wait`` (a duration, or ``None``): what a request does when it meets a busy
+    instance (a run in flight, or requests already queued for a worker). ``None``, the
+    default, queues it behind them, durably and in order, and answers at once with
+    ``queued=True``; a duration makes the call wait up to that long, then apply it and
+    answer as usual, or raise ``BusyError`` with nothing written.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, *, wait: DurationLike | None = None) -> None:
         self._dispatcher = dispatcher
+        self._wait = None if wait is None else parse_duration(wait, what="wait")
 
     @overload
     def continuous(self, job: ContinuousDefinition[S]) -> ContinuousClient[S]: ...
@@ -477,7 +503,7 @@ class Client:
     def continuous(self, job: str) -> ContinuousClient[Any]: ...
     def continuous(self, job: str | ContinuousDefinition[Any]) -> ContinuousClient[Any]:
         definition = self._dispatcher.jobs.resolve(job, ContinuousDefinition)
-        return ContinuousClient(self._dispatcher, definition)
+        return ContinuousClient(self._dispatcher, definition, self._wait)
 
     @overload
     def debounce(self, job: DebounceDefinition[E, S]) -> DebounceClient[E, S]: ...
@@ -485,7 +511,7 @@ class Client:
     def debounce(self, job: str) -> DebounceClient[Any, Any]: ...
     def debounce(self, job: str | DebounceDefinition[Any, Any]) -> DebounceClient[Any, Any]:
         definition = self._dispatcher.jobs.resolve(job, DebounceDefinition)
-        return DebounceClient(self._dispatcher, definition)
+        return DebounceClient(self._dispatcher, definition, self._wait)
 
     @overload
     def task(self, job: TaskDefinition[S, E]) -> TaskClient[S, E]: ...
@@ -493,7 +519,7 @@ class Client:
     def task(self, job: str) -> TaskClient[Any, Any]: ...
     def task(self, job: str | TaskDefinition[Any, Any]) -> TaskClient[Any, Any]:
         definition = self._dispatcher.jobs.resolve(job, TaskDefinition)
-        return TaskClient(self._dispatcher, definition)
+        return TaskClient(self._dispatcher, definition, self._wait)
 
     @overload
     def worker_pool(self, job: WorkerPoolDefinition[E]) -> WorkerPoolClient[E]: ...
@@ -501,4 +527,4 @@ class Client:
     def worker_pool(self, job: str) -> WorkerPoolClient[Any]: ...
     def worker_pool(self, job: str | WorkerPoolDefinition[Any]) -> WorkerPoolClient[Any]:
         definition = self._dispatcher.jobs.resolve(job, WorkerPoolDefinition)
-        return WorkerPoolClient(self._dispatcher, definition)
+        return WorkerPoolClient(self._dispatcher, definition, self._wait)

@@ -5,22 +5,26 @@ Theory of operation. A Continuous snapshot holds the user state, ``run_count`` a
 there is one, otherwise ``next_slot``.
 
 * ``start`` creates the instance (the input becomes the state), emits ``job.started``,
-  and either runs ``execute`` at once (``start_immediately``) or waits for the first slot.
-  A second ``start`` for a live id answers ``created=False`` and changes nothing.
+  and either makes a run due now (``start_immediately``: a ``trigger`` in ``pending``,
+  run by a worker) or waits for the first slot. A second ``start`` for a live id
+  answers ``created=False`` and changes nothing.
 * A slot alarm increments ``run_count`` and runs attempt 1; ``next_slot`` moves to the
   first slot after now (fixed rate, missed slots collapse into this one run). A retry
   alarm re-runs with the same ``run_count`` and the next attempt.
-* ``trigger`` is an extra run now: it opens a fresh failure sequence (a pending retry is
-  replaced), increments ``run_count``, and leaves the regular schedule where it is.
+* ``trigger`` is an extra run now: the request only records it (``pending``) and answers;
+  the alarm, due at once, runs it where due work runs (a worker). That run opens a fresh
+  failure sequence (a pending retry is replaced), increments ``run_count``, and leaves
+  the regular schedule where it is. Each trigger is one run.
 * Exhaustion (the last attempt failed, or ``max_duration`` passed) writes the state to the
   dead-letter store, then the job goes on with its next slot, keeping its state; with
   ``on_retry_exhausted="terminate"`` the instance is purged instead. A failure without a
   retry policy is an exhausted first attempt: never a zombie (p-3).
 * ``ctx.terminate()`` and the client's ``terminate`` purge the instance and emit
   ``job.terminated``; the id can be started afresh afterwards.
-* A mutating request while a run is in flight is rejected as busy (``ConflictError``);
-  ``terminate`` always wins, and the in-flight run's outcome then finds nothing and is
-  ignored.
+* A ``trigger`` while a run is in flight (or with triggers still pending) is queued
+  behind them (``queued=True``), or, when the caller asked to ``wait``, answered busy so
+  that the interpreter waits. ``terminate`` always wins (pending triggers go with the
+  instance), and the in-flight run's outcome then finds nothing and is ignored.
 """
 
 from __future__ import annotations
@@ -53,7 +57,6 @@ from durable_jobs._results import (
     ContinuousStatusResult,
     ContinuousTerminateResult,
     ContinuousTriggerResult,
-    ReplyValue,
     StateResult,
 )
 from durable_jobs._telemetry import JobStarted, base_fields
@@ -75,6 +78,7 @@ class ContinuousSnapshot(Generic[S]):
     in_flight: rt.InFlight | None = None
     alarm_at: Instant | None = None
     version: int = 0
+    pending: tuple[rt.Pending[Any], ...] = ()
 
 
 def continuous_status(snapshot: ContinuousSnapshot[Any]) -> Literal["running"]:
@@ -83,6 +87,8 @@ def continuous_status(snapshot: ContinuousSnapshot[Any]) -> Literal["running"]:
 
 
 def _alarm(snapshot: ContinuousSnapshot[Any]) -> Instant | None:
+    if snapshot.pending:
+        return snapshot.pending[0].at
     retry_at = snapshot.attempts.retry_at
     return retry_at if retry_at is not None else snapshot.next_slot
 
@@ -113,21 +119,6 @@ def _start_run(
         created=created,
         **changes,
     )
-
-
-def _reply(
-    run: rt.InFlight, key: InstanceKey, *, terminated: bool = False, retry: bool = False
-) -> ReplyValue | None:
-    """The answer to the request that started ``run`` (none for an alarm)."""
-    if run.origin == "start":
-        return ContinuousStartResult(
-            instance_id=key.instance_id,
-            created=True,
-            status="terminated" if terminated else "running",
-        )
-    if run.origin == "trigger":
-        return ContinuousTriggerResult(triggered=True, terminated=terminated, retry_scheduled=retry)
-    return None
 
 
 def _next_slot(
@@ -163,21 +154,18 @@ def decide_continuous(
             )
             effects: list[Command] = [Emit(JobStarted(**base_fields(key, now), input=value))]
             if definition.start_immediately:
-                return Success(
-                    _start_run(fresh, effects, origin="start", now=now, created=True, run_count=1)
-                )
+                fresh = attrs.evolve(fresh, pending=(rt.Pending("trigger", now),))
             reply = ContinuousStartResult(key.instance_id, True, "running")
             return Success(rt.commit(_alarm, fresh, effects, reply=reply))
 
-        case ContinuousTrigger():
+        case ContinuousTrigger(wait=wait):
             if snapshot is None:
                 return Success(rt.keep(None, reply=ContinuousTriggerResult(triggered=False)))
-            if snapshot.in_flight is not None:
-                return rt.busy(snapshot.key)
-            # A first attempt: begin_run opens a fresh failure sequence (a pending retry
-            # is replaced).
-            count = snapshot.run_count + 1
-            return Success(_start_run(snapshot, [], origin="trigger", now=now, run_count=count))
+            queued = rt.owes(snapshot)
+            if queued and wait is not None:
+                return rt.busy(snapshot)
+            triggered = ContinuousTriggerResult(triggered=True, queued=queued)
+            return rt.queue_behind(snapshot, _alarm, rt.Pending("trigger", now), triggered)
 
         case ContinuousTerminate(reason=reason):
             if snapshot is None:
@@ -209,6 +197,11 @@ def decide_continuous(
         case AlarmFired(at=at):
             if snapshot is None or not rt.alarm_due(snapshot, at):
                 return Success(rt.keep(snapshot))
+            if snapshot.pending:  # a trigger: a first attempt, so begin_run opens a
+                # fresh failure sequence (a pending retry is replaced)
+                _, rest = rt.take_pending(snapshot)
+                count = snapshot.run_count + 1
+                return Success(_start_run(rest, [], origin="trigger", now=now, run_count=count))
             if snapshot.attempts.retry_at == at:
                 return Success(
                     _start_run(
@@ -247,7 +240,7 @@ def _after_run(
     key = snapshot.key
     if isinstance(outcome, TerminateRequested):
         effects = rt.terminated_effects(key, outcome.reason, snapshot.run_count, now)
-        return rt.purge(key, effects, _reply(run, key, terminated=True))
+        return rt.purge(key, effects)
 
     if isinstance(outcome, UserCodeSucceeded):
         effects = rt.success_effects(key, run, outcome, snapshot.run_count, now)
@@ -255,7 +248,7 @@ def _after_run(
         if outcome.state_set:
             changes["state"] = outcome.state
         done = rt.settled(snapshot, **changes)
-        return rt.commit(_alarm, done, effects, reply=_reply(run, key))
+        return rt.commit(_alarm, done, effects)
 
     decision = rt.decide_failure(definition.retry, key, snapshot.attempts, run.attempt, now)
     effects = rt.failure_effects(
@@ -263,9 +256,9 @@ def _after_run(
     )
     if isinstance(decision, rt.RetryAt):
         waiting = rt.with_retry(snapshot, decision)
-        return rt.commit(_alarm, waiting, effects, reply=_reply(run, key, retry=True))
+        return rt.commit(_alarm, waiting, effects)
     if definition.on_retry_exhausted == "terminate":
         effects += rt.terminated_effects(key, "retry_exhausted", snapshot.run_count, now)
-        return rt.purge(key, effects, _reply(run, key, terminated=True))
+        return rt.purge(key, effects)
     done = rt.settled(snapshot, next_slot=_next_slot(definition, snapshot.next_slot, now))
-    return rt.commit(_alarm, done, effects, reply=_reply(run, key))
+    return rt.commit(_alarm, done, effects)

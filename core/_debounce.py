@@ -11,16 +11,25 @@ for that long, whichever is first. The alarm is that deadline, or the pending re
   state (p-5). A reducer that fails or returns a state of the wrong type rejects the
   event: the caller gets the error and nothing is stored. Without a reducer the batch
   keeps the latest event.
-* Reaching ``max_events`` flushes at once, inside the ``add``. While a retry is pending,
+* Reaching ``max_events`` makes a flush due at once (a ``flush`` entry in ``pending``):
+  the ``add`` answers ``will_flush_at=now`` and a worker runs ``execute`` (issue 10:
+  the reducer runs in the caller, ``execute`` never does). While a retry is pending,
   adds only accumulate (p-12): the pending retry alarm stays, and the retry runs over
   the batch as it is then.
+* A manual ``flush`` likewise records a flush due now and answers ``flushing=True``.
+* A request meeting a flush in flight (or work already pending) is queued behind it in
+  ``pending``, in order (``queued=True``): an ``add`` is reduced in the worker when its
+  turn comes, in the batch that follows (a reducer failure there is recorded as
+  ``job.failed``: there is no caller to answer), a ``flush`` or ``clear`` applies to the
+  batch as it is then. With ``wait`` the request is answered busy instead, and the
+  interpreter waits. So a ``clear`` never reports events that a running flush took.
 * The three flush triggers share one flush routine. A retry keeps the reason of the
   attempt that failed first (``ctx.flush_reason``, ``debounce.flushed``), fixing p-7.
-* Success purges the instance (ready for a new batch). Exhaustion writes the batch to the
+* Success purges the instance (ready for a new batch; an instance with requests still
+  pending stays, empty, until they are applied). Exhaustion writes the batch to the
   dead-letter store and purges: the batch is never silently lost, and there is no zombie
   instance after a failure without retry (p-6).
-* A manual ``flush`` with a retry pending runs the pending attempt now. A ``flush`` of a
-  batch that only scheduled a retry answers ``flushed=False, retry_scheduled=True``.
+* A manual ``flush`` with a retry pending runs the pending attempt now.
 """
 
 from __future__ import annotations
@@ -53,7 +62,6 @@ from durable_jobs._results import (
     DebounceClearResult,
     DebounceFlushResult,
     DebounceStatusResult,
-    ReplyValue,
     RequestFailed,
     StateResult,
 )
@@ -63,10 +71,11 @@ from durable_jobs._time import Instant, to_datetime
 __all__ = ["DebounceSnapshot", "debounce_status", "decide_debounce"]
 
 S = TypeVar("S")
+E = TypeVar("E")
 
 
 @attrs.frozen
-class DebounceSnapshot(Generic[S]):
+class DebounceSnapshot(Generic[S, E]):
     key: InstanceKey
     created_at: Instant
     state: S | None = None
@@ -78,10 +87,11 @@ class DebounceSnapshot(Generic[S]):
     in_flight: rt.InFlight | None = None
     alarm_at: Instant | None = None
     version: int = 0
+    pending: tuple[rt.Pending[E], ...] = ()
 
 
 def _deadlines(
-    definition: DebounceDefinition[Any, Any], snapshot: DebounceSnapshot[Any]
+    definition: DebounceDefinition[Any, Any], snapshot: DebounceSnapshot[Any, Any]
 ) -> tuple[Instant, Instant | None]:
     assert snapshot.started_at is not None
     assert snapshot.last_event_at is not None
@@ -91,7 +101,9 @@ def _deadlines(
 
 
 def _alarm_for(definition: DebounceDefinition[Any, Any]) -> Any:
-    def alarm(snapshot: DebounceSnapshot[Any]) -> Instant | None:
+    def alarm(snapshot: DebounceSnapshot[Any, Any]) -> Instant | None:
+        if snapshot.pending:
+            return snapshot.pending[0].at
         if snapshot.attempts.retry_at is not None:
             return snapshot.attempts.retry_at
         if snapshot.event_count == 0:
@@ -104,7 +116,7 @@ def _alarm_for(definition: DebounceDefinition[Any, Any]) -> Any:
 
 def _flush_run(
     definition: DebounceDefinition[Any, Any],
-    snapshot: DebounceSnapshot[Any],
+    snapshot: DebounceSnapshot[Any, Any],
     effects: list[Command],
     *,
     reason: FlushReason,
@@ -117,7 +129,7 @@ def _flush_run(
         reason = snapshot.retry_reason
     flush_reason = reason
 
-    def command(running: DebounceSnapshot[Any]) -> RunUserCode:
+    def command(running: DebounceSnapshot[Any, Any]) -> RunUserCode:
         assert running.started_at is not None
         payload = DebounceExecute(
             running.state, running.event_count, running.started_at, flush_reason
@@ -139,12 +151,14 @@ def _flush_run(
 
 def _accept(
     definition: DebounceDefinition[Any, Any],
-    snapshot: DebounceSnapshot[Any],
+    snapshot: DebounceSnapshot[Any, Any],
     new_state: Any,
     now: Instant,
     created: bool,
+    caller: bool = True,
 ) -> rt.Transition[Any]:
-    """Fold one accepted event into the batch; flush when ``max_events`` is reached."""
+    """Fold one accepted event into the batch; flush when ``max_events`` is reached (a
+    flush due now for a caller's ``add``; at once when a worker applies a queued one)."""
     # The hot path of the library: built field by field, once (attrs.evolve is slower and
     # commit would copy the snapshot a second time just to set the alarm and version).
     first = snapshot.event_count == 0
@@ -160,6 +174,11 @@ def _accept(
         if definition.quiet_period is not None:
             alarm = min(alarm, Instant(now + definition.quiet_period))
     flushing = definition.max_events is not None and count >= definition.max_events
+    pending = snapshot.pending
+    if flushing and not backing_off and caller:  # pending is empty: the caller was not queued
+        pending, alarm, flushing = (rt.Pending("flush", now, reason="maxEvents"),), now, False
+    elif pending:
+        alarm = pending[0].at
     grown = DebounceSnapshot(
         key=snapshot.key,
         created_at=snapshot.created_at,
@@ -172,15 +191,14 @@ def _accept(
         in_flight=None,
         alarm_at=snapshot.alarm_at if flushing and not backing_off else alarm,
         version=snapshot.version if flushing and not backing_off else snapshot.version + 1,
+        pending=pending,
     )
     effects: list[Command] = []
     if first:
         assert alarm is not None
         effects.append(Emit(DebounceStarted(**base_fields(grown.key, now), flush_at=alarm)))
     if flushing and not backing_off:
-        return _flush_run(
-            definition, grown, effects, reason="maxEvents", origin="add", now=now, created=created
-        )
+        return _flush_run(definition, grown, effects, reason="maxEvents", origin="queued", now=now)
     reply = DebounceAddResult(
         instance_id=grown.key.instance_id,
         event_count=count,
@@ -193,14 +211,18 @@ def _accept(
 
 def decide_debounce(
     definition: DebounceDefinition[Any, S],
-    snapshot: DebounceSnapshot[S] | None,
+    snapshot: DebounceSnapshot[S, Any] | None,
     input_: Input,
     now: Instant,
 ) -> Result[rt.Transition[Any], Rejection]:
     match input_:
-        case DebounceAdd(id=id_, event=event):
-            if snapshot is not None and snapshot.in_flight is not None:
-                return rt.busy(snapshot.key)
+        case DebounceAdd(id=id_, event=event, wait=wait):
+            if snapshot is not None and rt.owes(snapshot):
+                if wait is not None:
+                    return rt.busy(snapshot)
+                reply = DebounceAddResult(snapshot.key.instance_id, 0, None, False, queued=True)
+                alarm = _alarm_for(definition)
+                return rt.queue_behind(snapshot, alarm, rt.Pending("add", now, event), reply)
             created = snapshot is None
             batch = snapshot or DebounceSnapshot(
                 key=InstanceKey("debounce", definition.name, id_), created_at=now
@@ -212,20 +234,30 @@ def decide_debounce(
             payload = DebounceReduce(event, batch.state, batch.event_count + 1, first=first)
             return Success(rt.hold(reducing, payload))
 
-        case DebounceFlush():
+        case DebounceFlush(wait=wait):
             if snapshot is None:
                 return Success(rt.keep(None, reply=DebounceFlushResult(False, 0, "empty")))
-            if snapshot.in_flight is not None:
-                return rt.busy(snapshot.key)
+            alarm = _alarm_for(definition)
+            flush: rt.Pending[Any] = rt.Pending("flush", now, reason="manual")
+            if rt.owes(snapshot):
+                if wait is not None:
+                    return rt.busy(snapshot)
+                queued = DebounceFlushResult(True, 0, "manual", queued=True)
+                return rt.queue_behind(snapshot, alarm, flush, queued)
             if snapshot.event_count == 0:
                 return Success(rt.purge(snapshot.key, reply=DebounceFlushResult(False, 0, "empty")))
-            return Success(
-                _flush_run(definition, snapshot, [], reason="manual", origin="flush", now=now)
-            )
+            flushing = DebounceFlushResult(True, snapshot.event_count, "manual")
+            return rt.queue_behind(snapshot, alarm, flush, flushing)
 
-        case DebounceClear():
+        case DebounceClear(wait=wait):
             if snapshot is None:
                 return Success(rt.keep(None, reply=DebounceClearResult(False, 0)))
+            if rt.owes(snapshot):
+                if wait is not None:
+                    return rt.busy(snapshot)
+                queued_clear = DebounceClearResult(True, 0, queued=True)
+                clear: rt.Pending[Any] = rt.Pending("clear", now)
+                return rt.queue_behind(snapshot, _alarm_for(definition), clear, queued_clear)
             return Success(
                 rt.purge(snapshot.key, reply=DebounceClearResult(True, snapshot.event_count))
             )
@@ -242,6 +274,8 @@ def decide_debounce(
         case AlarmFired(at=at):
             if snapshot is None or not rt.alarm_due(snapshot, at):
                 return Success(rt.keep(snapshot))
+            if snapshot.pending:
+                return Success(_take_pending(definition, snapshot, now))
             if snapshot.event_count == 0:
                 return Success(rt.purge(snapshot.key))
             reason = _stored_reason(snapshot) if snapshot.attempts.retry_at == at else None
@@ -255,7 +289,7 @@ def decide_debounce(
         case UserCodeSucceeded() | UserCodeFailed() | TerminateRequested() | RunInterrupted():
 
             def after(
-                batch: DebounceSnapshot[Any],
+                batch: DebounceSnapshot[Any, Any],
                 run: rt.InFlight,
                 outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
             ) -> rt.Transition[Any]:
@@ -269,12 +303,12 @@ def decide_debounce(
             return rt.not_for("debounce", input_)
 
 
-def debounce_status(snapshot: DebounceSnapshot[Any]) -> Literal["debouncing", "idle"]:
+def debounce_status(snapshot: DebounceSnapshot[Any, Any]) -> Literal["debouncing", "idle"]:
     """``"debouncing"`` while the batch holds events."""
     return "debouncing" if snapshot.event_count > 0 else "idle"
 
 
-def _status(snapshot: DebounceSnapshot[Any]) -> DebounceStatusResult:
+def _status(snapshot: DebounceSnapshot[Any, Any]) -> DebounceStatusResult:
     return DebounceStatusResult(
         debounce_status(snapshot),
         event_count=snapshot.event_count,
@@ -283,19 +317,20 @@ def _status(snapshot: DebounceSnapshot[Any]) -> DebounceStatusResult:
     )
 
 
-def _stored_reason(snapshot: DebounceSnapshot[Any]) -> FlushReason | None:
+def _stored_reason(snapshot: DebounceSnapshot[Any, Any]) -> FlushReason | None:
     return snapshot.retry_reason
 
 
 def _after_reduce(
     definition: DebounceDefinition[Any, Any],
-    snapshot: DebounceSnapshot[Any],
+    snapshot: DebounceSnapshot[Any, Any],
     run: rt.InFlight,
     outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
     now: Instant,
 ) -> rt.Transition[Any]:
+    caller = run.origin != "queued"
     if isinstance(outcome, UserCodeSucceeded):
-        return _accept(definition, snapshot, outcome.state, now, run.created)
+        return _accept(definition, snapshot, outcome.state, now, run.created, caller)
     before = None if run.created else attrs.evolve(snapshot, in_flight=None)
     if isinstance(outcome, TerminateRequested):
         # A reducer asked to terminate: the event is dropped and the batch purged.
@@ -308,12 +343,14 @@ def _after_reduce(
             snapshot.key, effects, DebounceAddResult(snapshot.key.instance_id, 0, None, False)
         )
     effects = rt.failure_effects(snapshot.key, run, outcome.error, None, 0, now)
+    if not caller and before is not None:  # a queued event: no caller to answer
+        return rt.commit(_alarm_for(definition), before, effects)
     return rt.keep(before, effects, RequestFailed(hook="on_event", error=outcome.error))
 
 
 def _after_flush(
     definition: DebounceDefinition[Any, Any],
-    snapshot: DebounceSnapshot[Any],
+    snapshot: DebounceSnapshot[Any, Any],
     run: rt.InFlight,
     outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
     now: Instant,
@@ -323,7 +360,7 @@ def _after_flush(
     count = snapshot.event_count
     if isinstance(outcome, TerminateRequested):
         effects = rt.terminated_effects(key, outcome.reason, 0, now)
-        return rt.purge(key, effects, _flush_reply(run, key, count, flushed=False))
+        return rt.purge(key, effects)
     if isinstance(outcome, UserCodeSucceeded):
         effects = rt.success_effects(key, run, outcome, 0, now)
         started = snapshot.started_at if snapshot.started_at is not None else now
@@ -337,33 +374,50 @@ def _after_flush(
                 )
             )
         )
-        return rt.purge(key, effects, _flush_reply(run, key, count, flushed=True))
+        return _emptied(definition, snapshot, effects, now)
     decision = rt.decide_failure(definition.retry, key, snapshot.attempts, run.attempt, now)
     effects = rt.failure_effects(key, run, outcome.error, decision, 0, now, payload=snapshot.state)
     if isinstance(decision, rt.RetryAt):
         waiting = attrs.evolve(rt.with_retry(snapshot, decision), retry_reason=reason)
-        reply = _flush_reply(run, key, count, flushed=False, retry_at=decision.at)
-        return rt.commit(_alarm_for(definition), waiting, effects, reply=reply)
-    return rt.purge(key, effects, _flush_reply(run, key, count, flushed=False))
+        return rt.commit(_alarm_for(definition), waiting, effects)
+    return _emptied(definition, snapshot, effects, now)
 
 
-def _flush_reply(
-    run: rt.InFlight,
-    key: InstanceKey,
-    count: int,
-    *,
-    flushed: bool,
-    retry_at: Instant | None = None,
-) -> ReplyValue | None:
-    retrying = retry_at is not None
-    if run.origin == "add":
-        return DebounceAddResult(
-            instance_id=key.instance_id,
-            event_count=count,
-            will_flush_at=None if retry_at is None else to_datetime(retry_at),
-            created=run.created,
-            retry_scheduled=retrying,
-        )
-    if run.origin == "flush":
-        return DebounceFlushResult(flushed, count, "manual", retry_scheduled=retrying)
-    return None
+def _emptied(
+    definition: DebounceDefinition[Any, Any],
+    snapshot: DebounceSnapshot[Any, Any],
+    effects: list[Command],
+    now: Instant,
+) -> rt.Transition[Any]:
+    """The batch is gone (flushed, dead-lettered or cleared): purge the instance, or,
+    with requests still pending, keep it empty until a worker applied them."""
+    if not snapshot.pending:
+        return rt.purge(snapshot.key, effects)
+    empty: DebounceSnapshot[Any, Any] = DebounceSnapshot(
+        key=snapshot.key,
+        created_at=now,
+        pending=snapshot.pending,
+        alarm_at=snapshot.alarm_at,
+        version=snapshot.version,
+    )
+    return rt.commit(_alarm_for(definition), empty, effects)
+
+
+def _take_pending(
+    definition: DebounceDefinition[Any, Any], snapshot: DebounceSnapshot[Any, Any], now: Instant
+) -> rt.Transition[Any]:
+    """Apply the first pending entry (in a worker): a flush runs ``execute`` over the
+    batch as it is now, a clear drops it, a queued ``add`` is reduced (held: the entry is
+    taken off only when the reducer's outcome commits, so a crash runs it again)."""
+    entry, rest = rt.take_pending(snapshot)
+    if entry.kind == "clear" or (entry.kind == "flush" and rest.event_count == 0):
+        return _emptied(definition, rest, [], now)
+    if entry.kind == "flush":
+        reason: FlushReason = entry.reason  # type: ignore[assignment]
+        return _flush_run(definition, rest, [], reason=reason, origin="flush", now=now)
+    if definition.on_event is None:
+        return _accept(definition, rest, entry.event, now, False, caller=False)
+    reducing = rt.begin_run(rest, hook="on_event", origin="queued", now=now)
+    first = rest.event_count == 0
+    payload = DebounceReduce(entry.event, rest.state, rest.event_count + 1, first=first)
+    return rt.hold(reducing, payload)

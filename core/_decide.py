@@ -38,7 +38,12 @@ __all__ = ["Snapshot", "decide"]
 S = TypeVar("S")
 E = TypeVar("E")
 
-Snapshot = ContinuousSnapshot[Any] | DebounceSnapshot[Any] | TaskSnapshot[Any] | PoolSnapshot[Any]
+Snapshot = (
+    ContinuousSnapshot[Any]
+    | DebounceSnapshot[Any, Any]
+    | TaskSnapshot[Any, Any]
+    | PoolSnapshot[Any]
+)
 """A stored snapshot. ``decide`` takes a ``PoolView`` (stored snapshot + queue rows) for a
 WorkerPool shard and one of these for the other job types."""
 
@@ -53,17 +58,17 @@ def decide(
 @overload
 def decide(
     definition: DebounceDefinition[E, S],
-    snapshot: DebounceSnapshot[S] | None,
+    snapshot: DebounceSnapshot[S, Any] | None,
     input_: Input,
     now: Instant,
-) -> Result[Transition[DebounceSnapshot[S] | None], Rejection]: ...
+) -> Result[Transition[DebounceSnapshot[S, Any] | None], Rejection]: ...
 @overload
 def decide(
     definition: TaskDefinition[S, E],
-    snapshot: TaskSnapshot[S] | None,
+    snapshot: TaskSnapshot[S, Any] | None,
     input_: Input,
     now: Instant,
-) -> Result[Transition[TaskSnapshot[S] | None], Rejection]: ...
+) -> Result[Transition[TaskSnapshot[S, Any] | None], Rejection]: ...
 @overload
 def decide(
     definition: WorkerPoolDefinition[E],

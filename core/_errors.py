@@ -14,6 +14,7 @@ from typing import Literal
 import attrs
 
 __all__ = [
+    "BusyError",
     "ConflictError",
     "DefinitionError",
     "DurableJobsError",
@@ -50,6 +51,13 @@ class QueueFullError(DurableJobsError):
 
 class ConflictError(DurableJobsError):
     """The instance is busy or changed concurrently; retrying the call is safe."""
+
+
+class BusyError(ConflictError):
+    """A request that asked to wait for a busy instance (``client(wait=...)``) waited as
+    long as it was allowed: a run was still in flight (or requests were still queued for
+    a worker). The message says which run, since when and on which worker; nothing of
+    the request was written."""
 
 
 class StorageError(DurableJobsError):
@@ -95,11 +103,11 @@ class Rejection:
     def error(self) -> DurableJobsError:
         """The exception a client raises for this rejection.
 
-        >>> Rejection("busy", "try again").error()
-        ConflictError('try again')
+        >>> Rejection("busy", "a is busy").error()
+        BusyError('a is busy')
         """
         if self.kind == "busy":
-            return ConflictError(self.message)
+            return BusyError(self.message)
         if self.kind == "queue_full":
             return QueueFullError(self.message)
         if self.kind == "invalid":

@@ -58,7 +58,15 @@ class ContinuousStart:
 
 @attrs.frozen
 class ContinuousTrigger:
+    """Run ``execute`` now, outside the schedule (in a worker).
+
+    ``wait`` (ms): with a run in flight (or requests queued ahead), ``None`` queues this
+    request behind them; a number asks the interpreter to wait that long for the
+    instance instead (the core answers busy, the interpreter asks again).
+    """
+
     id: str
+    wait: Duration | None = None
 
 
 @attrs.frozen
@@ -79,18 +87,42 @@ class ContinuousGetState:
 
 @attrs.frozen
 class DebounceAdd:
+    """Fold ``event`` into the batch (the reducer runs in the caller).
+
+    ``wait`` (ms): with a run in flight (or requests queued ahead), ``None`` queues this
+    request behind them; a number asks the interpreter to wait that long for the
+    instance instead (the core answers busy, the interpreter asks again).
+    """
+
     id: str
     event: Any
+    wait: Duration | None = None
 
 
 @attrs.frozen
 class DebounceFlush:
+    """Flush the batch now (in a worker).
+
+    ``wait`` (ms): with a run in flight (or requests queued ahead), ``None`` queues this
+    request behind them; a number asks the interpreter to wait that long for the
+    instance instead (the core answers busy, the interpreter asks again).
+    """
+
     id: str
+    wait: Duration | None = None
 
 
 @attrs.frozen
 class DebounceClear:
+    """Drop the batch without flushing it.
+
+    ``wait`` (ms): with a run in flight (or requests queued ahead), ``None`` queues this
+    request behind them; a number asks the interpreter to wait that long for the
+    instance instead (the core answers busy, the interpreter asks again).
+    """
+
     id: str
+    wait: Duration | None = None
 
 
 @attrs.frozen
@@ -105,13 +137,29 @@ class DebounceGetState:
 
 @attrs.frozen
 class TaskSend:
+    """Deliver ``event`` to ``on_event`` (in the caller).
+
+    ``wait`` (ms): with a run in flight (or requests queued ahead), ``None`` queues this
+    request behind them; a number asks the interpreter to wait that long for the
+    instance instead (the core answers busy, the interpreter asks again).
+    """
+
     id: str
     event: Any
+    wait: Duration | None = None
 
 
 @attrs.frozen
 class TaskTrigger:
+    """Run ``execute`` now (in a worker); the schedule stays.
+
+    ``wait`` (ms): with a run in flight (or requests queued ahead), ``None`` queues this
+    request behind them; a number asks the interpreter to wait that long for the
+    instance instead (the core answers busy, the interpreter asks again).
+    """
+
     id: str
+    wait: Duration | None = None
 
 
 @attrs.frozen

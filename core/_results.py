@@ -56,9 +56,12 @@ class ContinuousStartResult:
 
 @attrs.frozen
 class ContinuousTriggerResult:
+    """``triggered``: a run is due now (a worker runs it); ``False`` when there is no
+    instance. ``queued``: the instance was busy with a run (or owed work already), so
+    the trigger was queued behind it and runs after it, in order."""
+
     triggered: bool
-    terminated: bool = False
-    retry_scheduled: bool = False
+    queued: bool = False
 
 
 @attrs.frozen
@@ -77,25 +80,40 @@ class ContinuousStatusResult:
 
 @attrs.frozen
 class DebounceAddResult:
+    """``will_flush_at`` is when the batch is due to flush (now, when this event reached
+    ``max_events``: a worker flushes it). ``queued``: a flush was running (or requests
+    were queued ahead), so the event was stored behind it and is reduced, in order, when
+    it ends; ``event_count`` and ``will_flush_at`` are then 0 and ``None``."""
+
     instance_id: str
     event_count: int
     will_flush_at: datetime | None
     created: bool
     retry_scheduled: bool = False
+    queued: bool = False
 
 
 @attrs.frozen
 class DebounceFlushResult:
-    flushed: bool
+    """``flushing``: a flush of the batch's ``event_count`` events is due now (a worker
+    runs ``execute``; a pending retry's attempt runs then). ``reason`` is ``"empty"``
+    when there was nothing to flush. ``queued``: a flush was running (or requests were
+    queued ahead), so this one was queued behind it (``event_count`` 0)."""
+
+    flushing: bool
     event_count: int
     reason: FlushReason | Literal["empty"]
-    retry_scheduled: bool = False
+    queued: bool = False
 
 
 @attrs.frozen
 class DebounceClearResult:
+    """``queued``: a flush was running (or requests were queued ahead), so the clear was
+    queued behind it and drops what is in the batch when its turn comes."""
+
     cleared: bool
     discarded_events: int
+    queued: bool = False
 
 
 @attrs.frozen
@@ -108,15 +126,24 @@ class DebounceStatusResult:
 
 @attrs.frozen
 class TaskSendResult:
+    """``queued``: a run was in flight (or requests were queued ahead), so the event was
+    stored behind it and ``on_event`` runs, in order, in a worker when it ends;
+    ``scheduled_at`` is then ``None``."""
+
     instance_id: str
     created: bool
     scheduled_at: datetime | None
+    queued: bool = False
 
 
 @attrs.frozen
 class TaskTriggerResult:
+    """``triggered``: ``execute`` is due now (a worker runs it). ``queued``: a run was in
+    flight (or requests were queued ahead), so it runs after them, in order."""
+
     instance_id: str
     triggered: bool
+    queued: bool = False
 
 
 @attrs.frozen

@@ -40,10 +40,10 @@ started from; if not, it runs the whole request again from the top.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
+from typing import Any, Final, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 import attrs
-from returns.result import Failure
+from returns.result import Failure, Result, Success
 
 from durable_jobs._commands import (
     CancelAlarm,
@@ -83,15 +83,27 @@ from durable_jobs._telemetry import (
 from durable_jobs._time import Instant, to_datetime
 
 __all__ = [
+    "MAX_PENDING",
     "Attempts",
     "Exhausted",
     "InFlight",
     "Origin",
+    "Pending",
     "RetryAt",
     "Transition",
+    "owes_work",
 ]
 
-Origin = Literal["alarm", "start", "trigger", "add", "flush", "send"]
+Origin = Literal["alarm", "start", "trigger", "add", "flush", "send", "queued"]
+"""What started a run: ``send``/``add`` are a caller's own request (its hooks run in the
+caller); ``queued`` is a request taken from ``pending`` in a worker."""
+
+PendingKind = Literal["trigger", "send", "add", "flush", "clear", "idle"]
+
+MAX_PENDING: Final = 1000
+"""How many entries ``pending`` holds at most; a request beyond is refused
+(``QueueFullError``) with nothing written, so a flood of requests to one busy instance
+cannot grow its stored row without bound."""
 
 INTERRUPTED = ErrorInfo(
     type="Interrupted", message="the run did not report back: its worker stopped during the run"
@@ -112,6 +124,29 @@ class Attempts:
 
 
 FRESH = Attempts()
+
+E = TypeVar("E")
+
+
+@attrs.frozen
+class Pending(Generic[E]):
+    """Work an instance owes a worker, in order (the snapshot's ``pending``).
+
+    Either a run a request made due now (``trigger``; ``flush`` of a Debounce batch;
+    ``idle``, a Task's ``on_idle`` after a caller's ``send``), or a request that met a
+    run in flight and was queued behind it (``send``/``add`` with its ``event``,
+    ``trigger``, ``flush``, ``clear``). While there is no run in flight the alarm is due
+    at the first entry's ``at``; the alarm step takes entries one at a time, in order.
+    ``reason`` is a flush reason or an idle reason.
+
+    >>> Pending("send", Instant(0), event={"n": 1}).kind
+    'send'
+    """
+
+    kind: PendingKind
+    at: Instant
+    event: E | None = None
+    reason: str | None = None
 
 
 @attrs.frozen
@@ -162,6 +197,11 @@ class LifecycleSnapshot(Protocol):
     def alarm_at(self) -> Instant | None: ...
     @property
     def version(self) -> int: ...
+
+
+class OwingSnapshot(LifecycleSnapshot, Protocol):
+    @property
+    def pending(self) -> tuple[Pending[Any], ...]: ...
 
 
 SnapshotT = TypeVar("SnapshotT", bound=LifecycleSnapshot)
@@ -339,9 +379,62 @@ def match_outcome(
     return snapshot.in_flight, outcome
 
 
-def busy(key: InstanceKey) -> Failure[Rejection]:
-    """The rejection of a mutating request that arrives while a run is in flight."""
-    return Failure(Rejection("busy", f"{key.instance_id} is running user code; try again"))
+def busy(snapshot: OwingSnapshot) -> Failure[Rejection]:
+    """The rejection of a request that asked to wait (``wait``) for an instance that owes
+    work: a run in flight, or requests queued for a worker. The interpreter waits and
+    asks again; the message says what the instance is busy with."""
+    instance_id = snapshot.key.instance_id
+    run = snapshot.in_flight
+    if run is not None:
+        since = to_datetime(run.started_at).isoformat()
+        what = f"a run of {run.hook} (attempt {run.attempt}) since {since}"
+    else:
+        what = f"{len(snapshot.pending)} request(s) queued for a worker"
+    return Failure(Rejection("busy", f"{instance_id} is busy with {what}"))
+
+
+def owes(snapshot: OwingSnapshot | None) -> bool:
+    """Whether a request to ``snapshot`` must wait or be queued: a run is in flight, or
+    work is pending ahead of it (a caller's requests are applied in their order)."""
+    return snapshot is not None and (snapshot.in_flight is not None or bool(snapshot.pending))
+
+
+def owes_work(snapshot: object) -> bool:
+    """Whether a stored snapshot has pending work due for a worker now (no run in
+    flight, ``pending`` not empty): an interpreter that runs due-now work in the caller
+    (the memory interpreter; SQLite with ``inline=True``) runs it before answering.
+
+    >>> owes_work(None)
+    False
+    """
+    pending = getattr(snapshot, "pending", None)
+    return bool(pending) and getattr(snapshot, "in_flight", None) is None
+
+
+def queue_behind(
+    snapshot: SnapshotT,
+    desired_alarm: Callable[[SnapshotT], Instant | None],
+    entry: Pending[Any],
+    reply: ReplyValue,
+) -> Result[Transition[Any], Rejection]:
+    """Append ``entry`` to ``pending`` (a request made due now, or queued behind a run)
+    and answer ``reply``; refused when ``pending`` is full."""
+    pending: tuple[Pending[Any], ...] = snapshot.pending  # type: ignore[attr-defined]
+    if len(pending) >= MAX_PENDING:
+        return Failure(
+            Rejection(
+                "queue_full",
+                f"{snapshot.key.instance_id} has {MAX_PENDING} requests queued already",
+            )
+        )
+    owing = evolve(snapshot, pending=(*pending, entry))
+    return Success(commit(desired_alarm, owing, reply=reply))
+
+
+def take_pending(snapshot: SnapshotT) -> tuple[Pending[Any], SnapshotT]:
+    """The first pending entry, and the snapshot without it."""
+    pending: tuple[Pending[Any], ...] = snapshot.pending  # type: ignore[attr-defined]
+    return pending[0], evolve(snapshot, pending=pending[1:])
 
 
 def pending_attempt(snapshot: LifecycleSnapshot) -> int:

@@ -782,7 +782,7 @@ class Codec:
     >>> job = Jobs(b=Debounce.make(event=int, execute=print, flush_after="1 s"))["b"]
     >>> codec = Codec(job)
     >>> codec.decode_input(codec.encode_input(DebounceAdd(id="u", event=3)))
-    DebounceAdd(id='u', event=3)
+    DebounceAdd(id='u', event=3, wait=None)
     """
 
     def __init__(self, definition: Definition, converter: cattrs.Converter = _DEFAULT) -> None:

@@ -8,9 +8,19 @@ The alarm is the earlier of that time and a pending retry.
   are committed when it succeeds. When it fails, ``on_error`` handles it if defined;
   otherwise the caller gets the error and nothing is stored (telemetry aside).
 * The alarm runs ``execute``; the stored schedule is cleared when its alarm fires (p-8),
-  so a handler that schedules nothing leaves the task idle. ``trigger`` runs ``execute``
-  now and leaves the schedule alone. A run started while a retry is pending is that
-  retry's attempt.
+  so a handler that schedules nothing leaves the task idle. ``trigger`` makes a run of
+  ``execute`` due now (an entry in ``pending``, run by a worker) and leaves the schedule
+  alone. A run started while a retry is pending is that retry's attempt.
+* Where hooks run (issue 10): ``on_event``, and ``on_error`` after it, compute a
+  ``send``'s own answer and run in the caller; ``execute``, ``on_idle`` and ``on_error``
+  after ``execute`` run where due work runs. So a caller's ``send`` that leaves the task
+  idle records ``on_idle`` as pending (``idle``) instead of running it.
+* A request meeting a run in flight (or work already pending) is queued behind it in
+  ``pending``, in order (``queued=True``): a ``send`` runs ``on_event`` in the worker
+  when its turn comes (a failure there is recorded as ``job.failed``; there is no caller
+  to answer), a ``trigger`` runs ``execute``. With ``wait`` the request is answered busy
+  instead, and the interpreter waits. ``terminate`` always wins: the pending entries go
+  with the instance.
 * ``execute`` may have a ``retry`` policy. Its final failure writes the state to the
   dead-letter store, then ``on_error`` runs if defined. The task lives on.
 * ``on_idle`` runs after any handler (``on_event``, ``execute``, ``on_error``) that leaves
@@ -72,12 +82,13 @@ from durable_jobs._time import Instant, to_datetime
 __all__ = ["TaskSnapshot", "decide_task", "task_status"]
 
 S = TypeVar("S")
+E = TypeVar("E")
 
 Trigger = Literal["event", "execute", "idle", "error"]
 
 
 @attrs.frozen
-class TaskSnapshot(Generic[S]):
+class TaskSnapshot(Generic[S, E]):
     key: InstanceKey
     created_at: Instant
     state: S | None = None
@@ -88,6 +99,7 @@ class TaskSnapshot(Generic[S]):
     in_flight: rt.InFlight | None = None
     alarm_at: Instant | None = None
     version: int = 0
+    pending: tuple[rt.Pending[E], ...] = ()
 
 
 _TRIGGERS: dict[str, Trigger] = {
@@ -105,18 +117,23 @@ _IDLE_REASONS: dict[str, IdleReason] = {
 }
 
 
-def task_status(snapshot: TaskSnapshot[Any]) -> Literal["active", "idle"]:
-    """``"active"`` while ``execute`` will run again (scheduled, or a retry pending)."""
+def task_status(snapshot: TaskSnapshot[Any, Any]) -> Literal["active", "idle"]:
+    """``"active"`` while ``execute`` will run again (scheduled, a retry pending, or a
+    trigger pending)."""
     pending = snapshot.scheduled_at is not None or snapshot.attempts.retry_at is not None
+    if not pending:
+        pending = any(entry.kind == "trigger" for entry in snapshot.pending)
     return "active" if pending else "idle"
 
 
-def _alarm(snapshot: TaskSnapshot[Any]) -> Instant | None:
+def _alarm(snapshot: TaskSnapshot[Any, Any]) -> Instant | None:
+    if snapshot.pending:
+        return snapshot.pending[0].at
     times = [t for t in (snapshot.attempts.retry_at, snapshot.scheduled_at) if t is not None]
     return min(times) if times else None
 
 
-def _view(snapshot: TaskSnapshot[S], event_count: int | None = None) -> TaskView[S]:
+def _view(snapshot: TaskSnapshot[S, Any], event_count: int | None = None) -> TaskView[S]:
     return TaskView(
         state=snapshot.state,
         event_count=snapshot.event_count if event_count is None else event_count,
@@ -126,7 +143,9 @@ def _view(snapshot: TaskSnapshot[S], event_count: int | None = None) -> TaskView
     )
 
 
-def _execute(snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant) -> rt.Transition[Any]:
+def _execute(
+    snapshot: TaskSnapshot[Any, Any], *, origin: rt.Origin, now: Instant
+) -> rt.Transition[Any]:
     attempt = rt.pending_attempt(snapshot)
     counted = (
         snapshot
@@ -139,14 +158,17 @@ def _execute(snapshot: TaskSnapshot[Any], *, origin: rt.Origin, now: Instant) ->
 
 def decide_task(
     definition: TaskDefinition[S, Any],
-    snapshot: TaskSnapshot[S] | None,
+    snapshot: TaskSnapshot[S, Any] | None,
     input_: Input,
     now: Instant,
 ) -> Result[rt.Transition[Any], Rejection]:
     match input_:
-        case TaskSend(id=id_, event=event):
-            if snapshot is not None and snapshot.in_flight is not None:
-                return rt.busy(snapshot.key)
+        case TaskSend(id=id_, event=event, wait=wait):
+            if snapshot is not None and rt.owes(snapshot):
+                if wait is not None:
+                    return rt.busy(snapshot)
+                answer = TaskSendResult(snapshot.key.instance_id, False, None, queued=True)
+                return rt.queue_behind(snapshot, _alarm, rt.Pending("send", now, event), answer)
             created = snapshot is None
             task = snapshot or TaskSnapshot(
                 key=InstanceKey("task", definition.name, id_), created_at=now
@@ -155,13 +177,15 @@ def decide_task(
             payload = TaskOnEvent(_view(handling, task.event_count + 1), event)
             return Success(rt.hold(handling, payload))
 
-        case TaskTrigger(id=id_):
+        case TaskTrigger(id=id_, wait=wait):
             if snapshot is None:
                 missing = InstanceKey("task", definition.name, id_).instance_id
                 return Success(rt.keep(None, reply=TaskTriggerResult(missing, False)))
-            if snapshot.in_flight is not None:
-                return rt.busy(snapshot.key)
-            return Success(_execute(snapshot, origin="trigger", now=now))
+            queued = rt.owes(snapshot)
+            if queued and wait is not None:
+                return rt.busy(snapshot)
+            triggered = TaskTriggerResult(snapshot.key.instance_id, True, queued=queued)
+            return rt.queue_behind(snapshot, _alarm, rt.Pending("trigger", now), triggered)
 
         case TaskTerminate(id=id_):
             if snapshot is None:
@@ -197,6 +221,8 @@ def decide_task(
         case AlarmFired(at=at):
             if snapshot is None or not rt.alarm_due(snapshot, at):
                 return Success(rt.keep(snapshot))
+            if snapshot.pending:
+                return Success(_take_pending(snapshot, now))
             due = snapshot
             if snapshot.scheduled_at is not None and snapshot.scheduled_at <= now:
                 due = attrs.evolve(snapshot, scheduled_at=None)
@@ -213,9 +239,28 @@ def decide_task(
             return rt.not_for("task", input_)
 
 
+def _take_pending(snapshot: TaskSnapshot[Any, Any], now: Instant) -> rt.Transition[Any]:
+    """Run the first pending entry (in a worker): a trigger's ``execute``, a caller's
+    ``on_idle``, or a queued ``send``'s ``on_event`` (held: the entry is taken off only
+    when its outcome commits, so a crash runs it again)."""
+    entry, rest = rt.take_pending(snapshot)
+    if entry.kind == "trigger":
+        return _execute(rest, origin="trigger", now=now)
+    if entry.kind == "idle":
+        idling = rt.begin_run(rest, hook="on_idle", origin="alarm", now=now)
+        reason: IdleReason = entry.reason  # type: ignore[assignment]
+        return rt.commit(
+            _alarm, idling, [], run=rt.run_command(idling, TaskOnIdle(_view(idling), reason))
+        )
+    handling = rt.begin_run(rest, hook="on_event", origin="queued", now=now)
+    return rt.hold(handling, TaskOnEvent(_view(handling, rest.event_count + 1), entry.event))
+
+
 def _reply(
-    run: rt.InFlight, snapshot: TaskSnapshot[Any] | None, key: InstanceKey
+    run: rt.InFlight, snapshot: TaskSnapshot[Any, Any] | None, key: InstanceKey
 ) -> ReplyValue | None:
+    """The answer to a caller's ``send`` whose hooks ran in the caller (none otherwise:
+    every other request is answered when it is recorded)."""
     if run.origin == "send":
         at = None if snapshot is None else snapshot.scheduled_at
         return TaskSendResult(
@@ -223,14 +268,12 @@ def _reply(
             created=run.created,
             scheduled_at=None if at is None else to_datetime(at),
         )
-    if run.origin == "trigger":
-        return TaskTriggerResult(key.instance_id, True)
     return None
 
 
 def _applied(
-    snapshot: TaskSnapshot[Any], outcome: UserCodeSucceeded, trigger: Trigger, now: Instant
-) -> tuple[TaskSnapshot[Any], list[Command]]:
+    snapshot: TaskSnapshot[Any, Any], outcome: UserCodeSucceeded, trigger: Trigger, now: Instant
+) -> tuple[TaskSnapshot[Any, Any], list[Command]]:
     """The snapshot with a successful handler's buffered changes, and their telemetry."""
     changed = snapshot
     effects: list[Command] = []
@@ -249,15 +292,19 @@ def _applied(
 
 def _continue(
     definition: TaskDefinition[Any, Any],
-    snapshot: TaskSnapshot[Any],
+    snapshot: TaskSnapshot[Any, Any],
     run: rt.InFlight,
     effects: list[Command],
     reason: IdleReason,
     now: Instant,
 ) -> rt.Transition[Any]:
-    """Commit a finished handler; run ``on_idle`` next when nothing is pending."""
+    """Commit a finished handler; run ``on_idle`` next when nothing is pending (in a
+    worker: after a caller's ``send`` it is recorded as pending instead)."""
     done = attrs.evolve(snapshot, in_flight=None)
     idle = done.scheduled_at is None and done.attempts.retry_at is None
+    if idle and definition.on_idle is not None and run.origin == "send":
+        owing = attrs.evolve(done, pending=(*done.pending, rt.Pending("idle", now, reason=reason)))
+        return rt.commit(_alarm, owing, effects, reply=_reply(run, owing, done.key))
     if idle and definition.on_idle is not None:
         idling = rt.begin_run(done, hook="on_idle", origin=run.origin, now=now, created=run.created)
         command = rt.run_command(idling, TaskOnIdle(_view(idling), reason))
@@ -267,7 +314,7 @@ def _continue(
 
 def _on_error(
     definition: TaskDefinition[Any, Any],
-    snapshot: TaskSnapshot[Any],
+    snapshot: TaskSnapshot[Any, Any],
     run: rt.InFlight,
     effects: list[Command],
     error: ErrorInfo,
@@ -292,7 +339,7 @@ def _on_error(
 
 def _after_run(
     definition: TaskDefinition[Any, Any],
-    snapshot: TaskSnapshot[Any],
+    snapshot: TaskSnapshot[Any, Any],
     run: rt.InFlight,
     outcome: UserCodeSucceeded | UserCodeFailed | TerminateRequested,
     now: Instant,
@@ -304,7 +351,7 @@ def _after_run(
 
     # A send is accepted only once its handler (or on_error) succeeds: count it then.
     accepted = snapshot
-    if run.origin == "send" and run.hook in ("on_event", "on_error"):
+    if run.origin in ("send", "queued") and run.hook in ("on_event", "on_error"):
         accepted = attrs.evolve(snapshot, event_count=snapshot.event_count + 1)
 
     if isinstance(outcome, UserCodeSucceeded):
@@ -326,8 +373,7 @@ def _after_run(
             return _on_error(
                 definition, snapshot, run, effects, error, "onEvent", now, persist=False
             )
-        before = None if run.created else attrs.evolve(snapshot, in_flight=None)
-        return rt.keep(before, effects, RequestFailed(hook="on_event", error=error))
+        return _rejected(snapshot, run, effects, "on_event", error)
 
     if run.hook == "execute":
         decision = rt.decide_failure(definition.retry, key, snapshot.attempts, run.attempt, now)
@@ -345,7 +391,22 @@ def _after_run(
     # on_idle or on_error failed: recorded, nothing changes.
     effects = rt.failure_effects(key, run, error, None, snapshot.execute_count, now)
     if run.hook == "on_error" and run.error_source == "onEvent":
-        before = None if run.created else attrs.evolve(snapshot, in_flight=None)
-        return rt.keep(before, effects, RequestFailed(hook="on_error", error=error))
+        return _rejected(snapshot, run, effects, "on_error", error)
     done = attrs.evolve(snapshot, in_flight=None)
     return rt.commit(_alarm, done, effects, reply=_reply(run, done, key))
+
+
+def _rejected(
+    snapshot: TaskSnapshot[Any, Any],
+    run: rt.InFlight,
+    effects: list[Command],
+    hook: str,
+    error: ErrorInfo,
+) -> rt.Transition[Any]:
+    """An event ``on_event`` (and ``on_error``) did not accept: a caller's ``send`` gets
+    the error and nothing is stored (telemetry aside); a queued one has no caller, so
+    its entry is taken off with the failure recorded (``job.failed``)."""
+    before = None if run.created else attrs.evolve(snapshot, in_flight=None)
+    if run.origin == "queued" and before is not None:
+        return rt.commit(_alarm, before, effects)
+    return rt.keep(before, effects, RequestFailed(hook=hook, error=error))

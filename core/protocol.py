@@ -123,7 +123,7 @@ from durable_jobs._results import (
     StateResult,
 )
 from durable_jobs._retry import ConstantBackoff, ExponentialBackoff, LinearBackoff
-from durable_jobs._runtime import Attempts, InFlight, Transition
+from durable_jobs._runtime import MAX_PENDING, Attempts, InFlight, Pending, Transition, owes_work
 from durable_jobs._schedule import Cron, Every
 from durable_jobs._serialization import (
     EVENT_VERSION_KEY,
@@ -150,6 +150,7 @@ __all__ = [
     "MAX_DURATION",
     "MAX_ID_LENGTH",
     "MAX_INT",
+    "MAX_PENDING",
     "PAYLOAD_CLASSES",
     "PRUNE_BATCH",
     "SCHEMA_VERSION",
@@ -197,6 +198,7 @@ __all__ = [
     "JobType",
     "LinearBackoff",
     "Outcome",
+    "Pending",
     "Persist",
     "PoolCancel",
     "PoolDrain",
@@ -260,6 +262,7 @@ __all__ = [
     "kind_named",
     "kind_of",
     "make_converter",
+    "owes_work",
     "parse_duration",
     "plan_of",
     "queue_reads",

@@ -344,7 +344,7 @@ def run_demo(path: Path, console: Console, *, keep: bool) -> int:
     )
 
     jobs = Jobs(sampler=sampler, batcher=batcher, orders=orders, mailer=mailer)
-    sim = SqliteInterpreter(jobs, path, clock=ManualClock())
+    sim = SqliteInterpreter(jobs, path, clock=ManualClock(), inline=True)
     narrator.watch(sim)
     client = sim.client()
     where = str(path) if keep else "a temporary file"
@@ -396,9 +396,7 @@ def run_demo(path: Path, console: Console, *, keep: bool) -> int:
 
     for event in ("a1", "a2", "a3"):
         add("inbox-a", event)
-    narrator.note(
-        "  note: the third event reached max_events=3, so add() flushed the batch at once"
-    )
+    narrator.note("  note: the third event reached max_events=3, so the batch was flushed at once")
     for event in ("b1", "b2"):
         add("inbox-b", event)
 
@@ -419,7 +417,7 @@ def run_demo(path: Path, console: Console, *, keep: bool) -> int:
     narrator.call(
         "debounce('batcher').flush('inbox-c')",
         lambda: batching.flush("inbox-c"),
-        lambda r: f"flushed={r.flushed}, reason={r.reason}",
+        lambda r: f"flushing={r.flushing}, reason={r.reason}",
     )
 
     # ----------------------------------------------------------------- dead letter
@@ -428,7 +426,7 @@ def run_demo(path: Path, console: Console, *, keep: bool) -> int:
     narrator.call(
         "debounce('batcher').flush('inbox-d')",
         lambda: batching.flush("inbox-d"),
-        lambda r: f"flushed={r.flushed}, retry_scheduled={r.retry_scheduled}",
+        lambda r: f"flushing={r.flushing}, then {inbox('inbox-d')()}",
     )
     add("inbox-d", "d2", "   (during the retry backoff)")
     narrator.note(
@@ -549,7 +547,7 @@ def run_demo(path: Path, console: Console, *, keep: bool) -> int:
     end = sim.now()
     sim.close()
     narrator.note(f"the interpreter is closed; a new SqliteInterpreter opens {where}")
-    again = SqliteInterpreter(jobs, path, clock=ManualClock(end))
+    again = SqliteInterpreter(jobs, path, clock=ManualClock(end), inline=True)
     narrator.watch(again)
     reopened = again.client()
     narrator.say(

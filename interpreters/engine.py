@@ -35,9 +35,22 @@ Shared here, because every interpreter needs them the same way:
 * *Requests.* A request from user code to the instance running it is refused
   (``ConflictError``): ``RunGuard`` knows which instances run in this execution context.
   A request whose working snapshot changed under it (``Restart``) runs again, up to
-  ``MAX_RESTARTS`` times. One that meets a run in flight elsewhere (``ConflictError``
-  from the core) waits and is tried again, ``busy_tries`` times in all (1, i.e. refused
-  at once, for the memory interpreter, whose runs are all in this process).
+  ``MAX_RESTARTS`` times. A request that meets a run in flight is queued behind it by
+  the core (the reply says ``queued``); one that asked to wait (``client(wait=...)``) is
+  answered busy by the core, and waits here: asked again every ``BUSY_PAUSE`` until the
+  instance is free or its ``wait`` ran out, then ``BusyError`` with what the core says
+  the instance is busy with and what the store knows of the run's worker (``_holder``:
+  on SQLite its worker and its last heartbeat). The wait follows the caller's budget,
+  not a count of tries, so a long run with a live heartbeat is waited for as long as
+  the caller allows.
+* *Where job code runs* (issue 10). A request never runs ``execute`` (nor ``on_idle``,
+  ``on_error`` after ``execute``, ``on_dead_letter``, ``on_empty``): the core records
+  the run as due now (``pending``) and the request answers; a worker runs it. Only
+  the hooks that compute a request's own answer (a Debounce reducer, a Task
+  ``on_event`` and the ``on_error`` that handles it) run in the caller. An ``inline``
+  engine (the memory interpreter always; SQLite when asked) is its own worker: after a
+  top-level request it runs the due-now work that the request, and the requests its
+  hooks made, left owing (``owes_work``), before the call returns.
 * *The manual clock.* ``advance``/``advance_to`` fire due alarms one at a time in time
   order, each with the clock set to its own due time.
 * *Stale alarms.* An alarm the core ignores (it is not the one the snapshot waits for:
@@ -71,6 +84,7 @@ import attrs
 from returns.result import Failure
 
 from durable_jobs import (
+    BusyError,
     Client,
     ConflictError,
     DeadLetter,
@@ -111,6 +125,7 @@ from durable_jobs.protocol import (
     from_datetime,
     instance_key,
     kind_of,
+    owes_work,
     parse_duration,
     plan_of,
     to_datetime,
@@ -129,12 +144,14 @@ __all__ = [
     "apply_queue_changes",
 ]
 
+INLINE_REFIRE: Final = 100_000
+"""How many alarms an inline chain fires by itself (the pending work of one request)."""
 RESTART_PAUSE: Final = 0.001
 """Seconds to wait before running a request again after a ``Restart``."""
 MAX_RESTARTS: Final = 500
 """How many times a request runs again because its working snapshot changed under it."""
 BUSY_PAUSE: Final = 0.01
-"""Seconds to wait before asking again an instance that runs user code elsewhere."""
+"""Seconds to wait before asking a busy instance again (for a request that waits)."""
 UNCOMMITTABLE: Final = (ValueError, TypeError, ArithmeticError, RecursionError)
 """What a value that cannot be decided or stored raises (see ``Engine._settle``)."""
 
@@ -336,14 +353,19 @@ class Engine:
     7
     """
 
-    def __init__(self, jobs: Jobs, store: Store, clock: Clock, *, busy_tries: int = 1) -> None:
+    def __init__(self, jobs: Jobs, store: Store, clock: Clock, *, inline: bool = False) -> None:
         if not isinstance(jobs, Jobs):
             raise TypeError(f"expected a Jobs registry, got {jobs!r}")
         self._jobs = jobs
         self._store = store
         self._clock = clock
         self._now = clock.now
-        self._busy_tries = busy_tries
+        self._inline = bool(inline)
+        # The (key, definition) of instances left owing due-now work by the top-level
+        # request of this context (inline engines only; None outside such a request).
+        self._owing: contextvars.ContextVar[list[tuple[InstanceKey, Definition]] | None] = (
+            contextvars.ContextVar("durable_jobs_owing", default=None)
+        )
         self._stopping = False
         self._definitions: dict[str, Definition] = dict(jobs.items())
         self._kinds = {name: kind_of(definition) for name, definition in jobs.items()}
@@ -356,9 +378,21 @@ class Engine:
     def jobs(self) -> Jobs:
         return self._jobs
 
-    def client(self) -> Client:
-        """A client whose calls run on this interpreter."""
-        return Client(self)
+    @property
+    def inline(self) -> bool:
+        """Whether due-now work a request leaves runs in the caller before it returns."""
+        return self._inline
+
+    def client(self, *, wait: timedelta | str | None = None) -> Client:
+        """A client whose calls run on this interpreter.
+
+        ``wait``: how a request that meets a busy instance (a run in flight, or requests
+        queued for a worker) behaves. ``None`` (the default) queues it behind them,
+        durably, and answers at once with ``queued=True``; a duration waits up to that
+        long for the instance, applies the request and answers as usual, or raises
+        ``BusyError``.
+        """
+        return Client(self, wait=wait)
 
     def now(self) -> datetime:
         """The interpreter's clock (aware, UTC)."""
@@ -403,7 +437,23 @@ class Engine:
     def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
         key = instance_key(definition.job_type, definition.name, request.id)
         GUARD.refuse_one(self, key)
-        restarts = busy = 0
+        top = self._inline and self._owing.get() is None and not GUARD.active(self)
+        if not top:
+            return self._answer(key, definition, request)
+        owing: list[tuple[InstanceKey, Definition]] = []
+        token = self._owing.set(owing)
+        try:
+            reply = self._answer(key, definition, request)
+            self._run_owed(owing)
+        finally:
+            self._owing.reset(token)
+        return reply
+
+    def _answer(self, key: InstanceKey, definition: Definition, request: Request) -> ReplyValue:
+        """Run ``request``'s chain until it answers: again after a ``Restart``, and, for a
+        request that waits, again while the instance is busy (see the module header)."""
+        restarts = 0
+        started: float | None = None
         while True:
             try:
                 reply = self._drive(Chain(key, definition, request))
@@ -413,14 +463,41 @@ class Engine:
                     raise self._gave_up(key) from None
                 time.sleep(RESTART_PAUSE)
             except ConflictError as error:
-                busy += 1
-                self._wait_or_give_up(key, busy, error)
+                if started is None:
+                    started = time.monotonic()
+                self._wait_or_give_up(key, request, started, error)
             else:
                 if reply is None:  # pragma: no cover - every request chain ends in a reply
                     raise DurableJobsError(f"no reply to {request!r}")
                 if self._wakes:
                     self._requested()
                 return reply
+
+    def _run_owed(self, owing: list[tuple[InstanceKey, Definition]]) -> None:
+        """Run the due-now work of every instance in ``owing`` (an inline engine, after a
+        top-level request; steps append to it as they leave more owing)."""
+        while owing:
+            key, definition = owing.pop(0)
+            first = self._owed_alarm(key, definition)
+            restarts = 0
+            while True:
+                try:
+                    self._drive(Chain(key, definition, None, refire=INLINE_REFIRE, first=first))
+                    break
+                except Restart:  # a queued request's hook met a change: run it again
+                    restarts += 1
+                    if restarts >= MAX_RESTARTS:
+                        raise self._gave_up(key) from None
+
+    def _owed_alarm(self, key: InstanceKey, definition: Definition) -> Callable[[], Input | None]:
+        def first() -> Input | None:
+            snapshot, _ = self._store.load(definition, key.instance_id)
+            if not owes_work(snapshot):
+                return None
+            at = snapshot.alarm_at  # type: ignore[union-attr]
+            return None if at is None or at > self._now() else AlarmFired(at)
+
+        return first
 
     def dispatch_many(
         self, definition: Definition, requests: Sequence[Request]
@@ -431,27 +508,37 @@ class Engine:
         if len({key.instance_id for key in keys}) != len(keys):
             raise ValueError("dispatch_many takes one request per instance")
         GUARD.refuse(self, keys)
-        busy = 0
         while True:
             try:
                 with self._store.transaction():
                     replies = self._decide_all(definition, keys, requests)
-            except ConflictError as error:
-                busy += 1
-                self._wait_or_give_up(keys[0], busy, error)
-                continue
+            except ConflictError:
+                raise  # (pool requests are never busy: nothing to wait for)
             if self._wakes:
                 self._requested()
             return replies
 
-    def _wait_or_give_up(self, key: InstanceKey, busy: int, error: ConflictError) -> None:
-        """After the ``busy``-th busy answer: wait for the run in flight elsewhere, or
-        give up (at once when only one try is allowed: the run is in this process)."""
-        if self._busy_tries <= 1:
+    def _wait_or_give_up(
+        self, key: InstanceKey, request: Request, started: float, error: ConflictError
+    ) -> None:
+        """After a busy answer to ``request`` (first met at ``started``, monotonic): wait
+        and ask again, or raise ``BusyError`` once its ``wait`` has run out."""
+        wait = getattr(request, "wait", None)
+        if wait is None or not isinstance(error, BusyError):
             raise error
-        if busy >= self._busy_tries:
-            raise self._gave_up(key) from error
+        waited = time.monotonic() - started
+        if waited * 1000 >= wait:
+            holder = self._holder(key)
+            where = f" {holder}" if holder else ""
+            raise BusyError(
+                f"{error}{where}; waited {waited:.1f} s (the client's wait); the request "
+                "was not applied: call again, or use a client without wait to queue it"
+            ) from None
         time.sleep(BUSY_PAUSE)
+
+    def _holder(self, key: InstanceKey) -> str:
+        """What the store knows of the worker running ``key`` (for a ``BusyError``)."""
+        return ""
 
     @staticmethod
     def _gave_up(key: InstanceKey) -> ConflictError:
@@ -520,6 +607,10 @@ class Engine:
             if type(result) is Failure:  # exact: the core builds no subclass (and an ABC
                 raise result.failure().error()  # isinstance check is slow on this path)
             transition: Transition[Any] = result.unwrap()
+            if self._inline and self._owing.get() is not None and owes_work(transition.snapshot):
+                owing = self._owing.get()
+                assert owing is not None
+                owing.append((key, definition))
             if self._observes:
                 if defer is None:
                     self._observe(key, input_, transition)

@@ -200,7 +200,7 @@ class MemoryInterpreter(Engine):
 
     def __init__(self, jobs: Jobs, start: datetime | None = None, *, trace: bool = True) -> None:
         store = MemoryStore()
-        super().__init__(jobs, store, ManualClock(start or DEFAULT_START))
+        super().__init__(jobs, store, ManualClock(start or DEFAULT_START), inline=True)
         self._memory = store
         self._observes = trace  # the trace is all _observe does
         self.trace: list[TraceEntry] = []

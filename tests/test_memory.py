@@ -26,7 +26,15 @@ from durable_jobs import (
     WorkerPool,
 )
 from durable_jobs.interpreters.memory import DEFAULT_START, MemoryInterpreter
-from durable_jobs.protocol import Persist, RunUserCode, ScheduleAlarm, shard_index
+from durable_jobs.protocol import (
+    AlarmFired,
+    ContinuousStart,
+    Persist,
+    RunUserCode,
+    ScheduleAlarm,
+    from_datetime,
+    shard_index,
+)
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -46,14 +54,17 @@ def test_the_trace_shows_inputs_and_commands() -> None:
     job = Continuous.make(state=int, schedule=Continuous.every("1 minute"), execute=lambda c: None)
     sim = MemoryInterpreter(Jobs(job=job), start=START)
     sim.client().continuous(job).start(id="u", input=0)
-    first, second = sim.trace
-    assert first.instance_id == "continuous:job:u"
-    assert first.time == START
-    assert [type(c) for c in first.commands if isinstance(c, Persist | RunUserCode)] == [
+    start, fired, done = sim.trace  # the request, then its run as the worker's
+    assert start.instance_id == "continuous:job:u"
+    assert start.time == START
+    assert isinstance(start.input, ContinuousStart)
+    assert [type(c) for c in start.commands if isinstance(c, Persist | RunUserCode)] == [Persist]
+    assert fired.input == AlarmFired(from_datetime(START))
+    assert [type(c) for c in fired.commands if isinstance(c, Persist | RunUserCode)] == [
         Persist,
         RunUserCode,
     ]
-    assert any(isinstance(c, ScheduleAlarm) for c in second.commands)
+    assert any(isinstance(c, ScheduleAlarm) for c in done.commands)
     quiet = MemoryInterpreter(Jobs(job=job), trace=False)
     quiet.client().continuous(job).start(id="u", input=0)
     assert quiet.trace == []

@@ -25,7 +25,6 @@ from durable_jobs.interpreters.sqlite.worker import (
     BATCH,
     CHANGE_CHECK,
     GROUP_COMMIT,
-    MAX_CONFLICT_RETRIES,
     SqliteInterpreter,
 )
 
@@ -33,7 +32,6 @@ __all__ = [
     "BATCH",
     "CHANGE_CHECK",
     "GROUP_COMMIT",
-    "MAX_CONFLICT_RETRIES",
     "MIGRATIONS",
     "SCHEMA",
     "SYNCHRONOUS",

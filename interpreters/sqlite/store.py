@@ -566,6 +566,19 @@ class SqliteStore:
                 taken.extend(instance_id for (instance_id,) in rows)
         return taken
 
+    def holder(self, instance_id: str) -> tuple[str | None, int | None] | None:
+        """The lease owner and ``lease_until`` of the row's run in flight (``None``
+        when no run is in flight), read outside any write."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT running, lease_owner, lease_until FROM instances WHERE instance_id = ?",
+                (instance_id,),
+            ).fetchone()
+        if row is None or row[0] != 1:
+            return None
+        until = row[2] if isinstance(row[2], int) else None
+        return (row[1] if isinstance(row[1], str) else None), until
+
     def set_aside(self, instance_id: str) -> None:
         """Give a row whose ``alarm_at`` or ``lease_until`` is not a time a real lease
         (until now + lease), so that it can be claimed again when that lease ends.

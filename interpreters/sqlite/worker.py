@@ -33,10 +33,17 @@ commit under way makes every queued step in a savepoint of one transaction and c
 once; each thread gets its own result or error. Concurrent producers so share their
 fsyncs as the worker's transitions do, and no call returns before its step committed.
 
-*Requests from other processes.* A request whose working snapshot changed under it
-runs again (``Restart``); one that meets a run in flight elsewhere waits and is tried
-again, ``MAX_CONFLICT_RETRIES`` times in all, so a web process and a worker share one
-file.
+*Requests from other processes* (issue 10). A request never runs job code here unless
+the interpreter was opened with ``inline=True``: it commits the transition that makes
+the run due now and returns; a worker (``durable-jobs worker``, ``run_forever``) in this
+or another process picks the row up (a call from this process wakes its own worker at
+once; another process's worker sees the change through ``PRAGMA data_version`` within
+``CHANGE_CHECK``). ``inline=True`` makes this interpreter its own worker for what its
+requests leave due now, as the memory interpreter is: for scripts, notebooks and the
+contract suite on a ``ManualClock``. A request whose working snapshot changed under it
+runs again (``Restart``); one that meets a run in flight is queued behind it by the
+core, or, from a client that waits, waits (see ``engine``); its ``BusyError`` names the
+run's worker (``host/pid/id`` of the lease owner) and when its lease was last renewed.
 
 *Clocks.* With the default ``SystemClock`` the worker runs due work (``run_due``,
 ``run_forever``). With a ``ManualClock`` the interpreter offers the memory
@@ -77,7 +84,9 @@ file holding another program's tables is refused unless ``add_schema=True`` (see
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
@@ -112,9 +121,8 @@ from durable_jobs.protocol import (
     parse_duration,
 )
 
-__all__ = ["BATCH", "CHANGE_CHECK", "GROUP_COMMIT", "MAX_CONFLICT_RETRIES", "SqliteInterpreter"]
+__all__ = ["BATCH", "CHANGE_CHECK", "GROUP_COMMIT", "SqliteInterpreter"]
 
-MAX_CONFLICT_RETRIES: Final = 500
 GROUP_COMMIT: Final = 64
 """The default of ``group_commit``: at most this many due alarms a worker's chain fires
 by itself, in the step before, before it lets the instance go back to the claim queue
@@ -214,6 +222,11 @@ class SqliteInterpreter(Engine):
     >>> db.advance("2 minutes"); seen
     [3]
     >>> db.close()
+
+    ``inline=True`` runs the due-now work a request leaves (a ``trigger``, a flush at
+    ``max_events``, an ``on_idle``) in the caller before it returns, as the memory
+    interpreter does; by default a worker runs it (``run_forever``, ``run_due`` or
+    ``durable-jobs worker``), and the request returns as soon as it is committed.
     """
 
     def __init__(
@@ -228,6 +241,7 @@ class SqliteInterpreter(Engine):
         batch: int = BATCH,
         busy_timeout: timedelta | str = "30 seconds",
         add_schema: bool = False,
+        inline: bool = False,
     ) -> None:
         if not isinstance(jobs, Jobs):
             raise TypeError(f"expected a Jobs registry, got {jobs!r}")
@@ -240,7 +254,9 @@ class SqliteInterpreter(Engine):
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise DefinitionError(f"batch must be an int >= 1, got {batch!r}")
         chosen: Clock = clock if clock is not None else SystemClock()
-        self._owner = uuid.uuid4().hex
+        # The lease owner names this worker in errors and in ``inspect``: host, pid and a
+        # random part (a restarted process with the same pid is another owner).
+        self._owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
         self._lease_ms = lease_ms
         check_owner(path, add_schema=add_schema)
         self._sql = SqliteStore(
@@ -252,7 +268,7 @@ class SqliteInterpreter(Engine):
             lease_ms=lease_ms,
             busy_ms=busy_ms,
         )
-        super().__init__(jobs, self._sql, chosen, busy_tries=MAX_CONFLICT_RETRIES)
+        super().__init__(jobs, self._sql, chosen, inline=inline)
         self._group_commit = group_commit
         self._batch = batch
         self._wake = threading.Event()
@@ -298,6 +314,23 @@ class SqliteInterpreter(Engine):
 
     def _requested(self) -> None:
         self._wake.set()  # a worker of this process may have work now
+
+    def _holder(self, key: InstanceKey) -> str:
+        try:
+            held = self._sql.holder(key.instance_id)
+        except sqlite3.Error:
+            return ""
+        if held is None:
+            return "(no run in flight now)"
+        owner, until = held
+        who = "this process" if owner == self._owner else f"worker {owner}"
+        if until is None:
+            return f"on {who}"
+        left = (until - self._clock.now()) / 1000
+        beat = self._lease_ms / 1000 - left  # a renewal sets lease_until to now + lease
+        if left < 0:
+            return f"on {who}, whose lease ran out {-left:.1f} s ago (a worker will take it over)"
+        return f"on {who}, heartbeat {max(beat, 0.0):.1f} s ago"
 
     # ------------------------------------------------------------------ worker
     def run_due(self, limit: int = 1000) -> int:

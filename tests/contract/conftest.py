@@ -53,7 +53,7 @@ def _memory(jobs: Jobs, folder: Path) -> Harness:
 
 
 def _sqlite(jobs: Jobs, folder: Path) -> Harness:
-    return SqliteInterpreter(jobs, folder / "jobs.db", clock=ManualClock(START))
+    return SqliteInterpreter(jobs, folder / "jobs.db", clock=ManualClock(START), inline=True)
 
 
 INTERPRETERS: dict[str, Callable[[Jobs, Path], Harness]] = {"memory": _memory, "sqlite": _sqlite}
@@ -139,7 +139,8 @@ def deploy(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deploy]:
             old = live[-1]
             assert isinstance(old, SqliteInterpreter)
             old.close()
-            live.append(SqliteInterpreter(jobs, tmp_path / "jobs.db", clock=ManualClock(old.now())))
+            clock = ManualClock(old.now())
+            live.append(SqliteInterpreter(jobs, tmp_path / "jobs.db", clock=clock, inline=True))
         return live[-1]
 
     yield build

@@ -136,10 +136,8 @@ def test_trigger_runs_now_and_keeps_the_schedule(make: Make) -> None:
     client.start(id="u1", input=Counter(0))
     sim.advance("3 minutes")
     result = client.trigger("u1")
-    assert result.triggered is True
-    assert result.terminated is False
-    assert result.retry_scheduled is False
-    assert seen[-1].run_count == 2
+    assert (result.triggered, result.queued) == (True, False)
+    assert seen[-1].run_count == 2  # the memory interpreter (and SQLite inline) ran it
     assert client.status("u1").next_run_at == START + timedelta(minutes=10)
     assert client.trigger("nobody").triggered is False
 
@@ -279,7 +277,7 @@ def test_ctx_terminate_purges_even_when_user_code_catches_exception(make: Make) 
     job = Continuous.make(state=Counter, schedule=Continuous.every("1 hour"), execute=execute)
     sim = make(Jobs(job=job))
     result = sim.client().continuous(job).start(id="u1", input=Counter(0))
-    assert result.status == "terminated"
+    assert result.status == "running"  # the answer is given before the run (in a worker)
     assert sim.client().continuous(job).status("u1").status == "not_found"
     terminated = [e for e in sim.telemetry if isinstance(e, JobTerminated)]
     assert [e.reason for e in terminated] == ["done"]

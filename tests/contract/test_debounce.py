@@ -93,14 +93,14 @@ def test_add_creates_a_batch_with_a_fixed_window(make: Make) -> None:
     ]
 
 
-def test_max_events_flushes_inside_the_add(make: Make) -> None:
+def test_max_events_makes_the_flush_due_at_once(make: Make) -> None:
     job, flushes = batching(max_events=2)
     sim = make(Jobs(clicks=job))
     client = sim.client().debounce(job)
     client.add(id="u1", event=Click("a"))
     result = client.add(id="u1", event=Click("b"))
     assert result.event_count == 2
-    assert result.will_flush_at is None
+    assert result.will_flush_at == START  # due now: the interpreter's worker flushed it
     assert flushes == [("maxEvents", Tally(("a", "b")), 2, 1)]
     assert client.status("u1").status == "not_found"
     assert sim.next_alarm_at() is None
@@ -179,10 +179,11 @@ def test_manual_flush_clear_and_empty_answers(make: Make) -> None:
     sim = make(Jobs(clicks=job))
     client = sim.client().debounce(job)
     empty = client.flush("nobody")
-    assert (empty.flushed, empty.event_count, empty.reason) == (False, 0, "empty")
+    assert (empty.flushing, empty.event_count, empty.reason) == (False, 0, "empty")
     client.add(id="u1", event=Click("a"))
     result = client.flush("u1")
-    assert (result.flushed, result.event_count, result.reason) == (True, 1, "manual")
+    assert (result.flushing, result.event_count, result.reason) == (True, 1, "manual")
+    assert result.queued is False
     assert flushes == [("manual", Tally(("a",)), 1, 1)]
     client.add(id="u2", event=Click("a"))
     client.add(id="u2", event=Click("b"))
@@ -238,9 +239,9 @@ def test_retry_keeps_the_reason_and_adds_during_backoff_only_accumulate(make: Ma
     sim = make(Jobs(clicks=job))
     client = sim.client().debounce(job)
     client.add(id="u1", event=Click("a"))
-    failed = client.add(id="u1", event=Click("b"))
-    assert failed.retry_scheduled is True
-    assert failed.will_flush_at == START + timedelta(minutes=1)
+    flushing = client.add(id="u1", event=Click("b"))
+    assert flushing.will_flush_at == START  # the flush was due at once, and failed
+    assert client.status("u1").will_flush_at == START + timedelta(minutes=1)
     more = client.add(id="u1", event=Click("c"))
     assert more.retry_scheduled is True
     assert more.event_count == 3
@@ -264,7 +265,7 @@ def test_manual_flush_of_a_failing_batch_reports_the_retry(make: Make) -> None:
     client = sim.client().debounce(job)
     client.add(id="u1", event=Click("a"))
     result = client.flush("u1")
-    assert (result.flushed, result.retry_scheduled, result.reason) == (False, True, "manual")
+    assert (result.flushing, result.event_count, result.reason) == (True, 1, "manual")
     assert client.status("u1").will_flush_at == START + timedelta(seconds=30)
     sim.advance("30 seconds")
     assert [(f[0], f[3]) for f in flushes] == [("manual", 1), ("manual", 2)]
@@ -280,9 +281,10 @@ def test_a_manual_flush_during_a_backoff_runs_the_retry_with_the_first_reason(
     )
     sim = make(Jobs(clicks=job))
     client = sim.client().debounce(job)
-    assert client.add(id="u1", event=Click("a")).retry_scheduled
+    client.add(id="u1", event=Click("a"))  # max_events: flushed at once, and failed
+    assert client.add(id="u1", event=Click("b")).retry_scheduled  # joins the backoff
     result = client.flush("u1")
-    assert (result.flushed, result.reason, result.retry_scheduled) == (True, "manual", False)
+    assert (result.flushing, result.reason) == (True, "manual")
     assert [(f[0], f[3]) for f in flushes] == [("maxEvents", 1), ("maxEvents", 2)]
     flushed = [e for e in sim.telemetry if isinstance(e, DebounceFlushed)]
     assert [e.reason for e in flushed] == ["maxEvents"]

@@ -136,7 +136,7 @@ class Lockstep(RuleBasedStateMachine):
         self.folder = tempfile.TemporaryDirectory()
         self.memory = MemoryInterpreter(JOBS, start=START)
         self.sqlite = SqliteInterpreter(
-            JOBS, Path(self.folder.name) / "jobs.db", clock=ManualClock(START)
+            JOBS, Path(self.folder.name) / "jobs.db", clock=ManualClock(START), inline=True
         )
         self.clients = (self.memory.client(), self.sqlite.client())
 
