@@ -1,0 +1,270 @@
+"""Contract: where job code runs, and what a busy instance answers (issue 10 §1 to §3).
+
+A run is held in flight by a hook that waits on a ``threading.Event``: thread A makes the
+request whose run it is (the memory interpreter and SQLite ``inline=True`` run due-now
+work in the caller), and the test, as thread B, calls the same instance meanwhile. Every
+request gets its true answer: queued behind the run (the default), or applied after it
+(a client that waits), or ``BusyError`` naming the run when the wait runs out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from durable_jobs import (
+    BusyError,
+    Continuous,
+    ContinuousContext,
+    Debounce,
+    DebounceContext,
+    DebounceEventContext,
+    Jobs,
+    QueueFullError,
+    Task,
+    TaskContext,
+)
+from tests.contract.conftest import START, Harness, Make, types
+
+WAIT = 10.0  # seconds a test waits for a thread before it fails
+
+
+class Gate:
+    """Holds a hook until the test opens it; says when the hook is inside."""
+
+    def __init__(self) -> None:
+        self.inside = threading.Event()
+        self.open = threading.Event()
+
+    def hold(self) -> None:
+        self.inside.set()
+        assert self.open.wait(WAIT), "the test never opened the gate"
+
+
+@contextmanager
+def in_flight(gate: Gate, call: Callable[[], Any]) -> Iterator[list[Any]]:
+    """Run ``call`` in thread A until its run is inside the gate; on exit open the gate
+    and wait for A. Yields the list that gets A's answer (or exception)."""
+    answer: list[Any] = []
+
+    def run() -> None:
+        try:
+            answer.append(call())
+        except Exception as error:  # the test looks at it
+            answer.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert gate.inside.wait(WAIT), "the run never started"
+    try:
+        yield answer
+    finally:
+        gate.open.set()
+        thread.join(WAIT)
+        assert not thread.is_alive(), "the request whose run it was never returned"
+
+
+Log = list[tuple[str, Any]]
+
+
+def task_job(gate: Gate) -> tuple[Jobs, Log]:
+    log: Log = []
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        if ctx.event < 0:
+            raise ValueError(f"refused {ctx.event}")
+        log.append(("on_event", ctx.event))
+        ctx.set_state(ctx.event)
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        log.append(("execute", ctx.state))
+        if ctx.state == 7:
+            gate.hold()
+
+    def on_idle(ctx: TaskContext[int, int]) -> None:
+        log.append(("on_idle", ctx.idle_reason))
+
+    job = Task.make(state=int, event=int, on_event=on_event, execute=execute, on_idle=on_idle)
+    return Jobs(flow=job), log
+
+
+def test_a_request_meeting_a_run_is_queued_and_applied_in_order_after_it(make: Make) -> None:
+    gate = Gate()
+    jobs, log = task_job(gate)
+    sim = make(jobs)
+    client = sim.client().task("flow")
+    client.send(id="t", event=7)
+    with in_flight(gate, lambda: client.trigger("t")) as answer:
+        first = client.send(id="t", event=1)
+        again = client.trigger("t")
+        second = client.send(id="t", event=2)
+        assert (first.queued, first.scheduled_at, first.created) == (True, None, False)
+        assert (again.triggered, again.queued) == (True, True)
+        assert second.queued is True
+        assert ("on_event", 1) not in log  # nothing of them ran while the run was in flight
+    assert answer[0].triggered is True
+    assert answer[0].queued is False
+    # After the run: the caller's requests in their order, each on the state before it.
+    assert log[2:] == [
+        ("execute", 7),
+        ("on_idle", "execute"),
+        ("on_event", 1),
+        ("on_idle", "onEvent"),
+        ("execute", 1),
+        ("on_idle", "execute"),
+        ("on_event", 2),
+        ("on_idle", "onEvent"),
+    ]
+    assert client.get_state("t") == 2
+    assert client.status("t").event_count == 3
+
+
+def test_a_client_that_waits_applies_its_request_after_the_run(make: Make) -> None:
+    gate = Gate()
+    jobs, log = task_job(gate)
+    sim = make(jobs)
+    client = sim.client().task("flow")
+    client.send(id="t", event=7)
+    waiting = sim.client(wait="10 seconds").task("flow")
+    with in_flight(gate, lambda: client.trigger("t")):
+        timer = threading.Timer(0.2, gate.open.set)
+        timer.start()
+        started = time.monotonic()
+        result = waiting.send(id="t", event=3)
+        waited = time.monotonic() - started
+        timer.join()
+    assert waited >= 0.15  # it waited for the run instead of failing
+    assert (result.queued, result.created) == (False, False)
+    assert log.index(("execute", 7)) < log.index(("on_event", 3))
+    assert waiting.get_state("t") == 3
+
+
+def test_a_wait_that_runs_out_says_what_the_instance_is_busy_with(make: Make) -> None:
+    gate = Gate()
+    jobs, log = task_job(gate)
+    sim = make(jobs)
+    client = sim.client().task("flow")
+    client.send(id="t", event=7)
+    impatient = sim.client(wait="50 ms")
+    with in_flight(gate, lambda: client.trigger("t")):
+        with pytest.raises(BusyError, match=r"task:flow:t is busy with a run of execute") as info:
+            impatient.task("flow").send(id="t", event=5)
+        assert f"(attempt 1) since {START.isoformat()}" in str(info.value)
+        assert "waited" in str(info.value)
+    assert ("on_event", 5) not in log  # nothing of the refused request was applied
+    assert client.get_state("t") == 7
+
+
+def test_trigger_and_terminate_race_and_both_get_their_true_answer(make: Make) -> None:
+    """Issue 10 §3: A's trigger while B terminates during its run."""
+    gate = Gate()
+    runs: list[int] = []
+
+    def execute(ctx: ContinuousContext[int]) -> None:
+        runs.append(ctx.run_count)
+        gate.hold()
+        ctx.set_state(ctx.state + 1)
+
+    job = Continuous.make(
+        state=int, schedule=Continuous.every("1 hour"), execute=execute, start_immediately=False
+    )
+    sim = make(Jobs(tick=job))
+    client = sim.client().continuous("tick")
+    client.start(id="a", input=0)
+    with in_flight(gate, lambda: client.trigger("a")) as answer:
+        stopped = client.terminate("a", reason="shutting down")
+        assert (stopped.terminated, stopped.reason) == (True, "shutting down")
+    assert not isinstance(answer[0], Exception), answer[0]
+    assert (answer[0].triggered, answer[0].queued) == (True, False)
+    assert runs == [1]
+    assert client.status("a").status == "not_found"  # the run's outcome found nothing
+    assert types(sim.telemetry).count("job.executed") == 0
+
+
+def test_clear_during_a_flush_never_reports_the_events_the_flush_took(make: Make) -> None:
+    gate = Gate()
+    flushed: list[tuple[int, ...]] = []
+
+    def fold(ctx: DebounceEventContext[int, tuple[int, ...]]) -> tuple[int, ...]:
+        return (*(ctx.state or ()), ctx.event)
+
+    def execute(ctx: DebounceContext[tuple[int, ...]]) -> None:
+        if ctx.state == (1,):
+            gate.hold()
+        flushed.append(ctx.state or ())
+
+    job = Debounce.make(
+        event=int, state=tuple[int, ...], on_event=fold, execute=execute, flush_after="1 hour"
+    )
+    sim = make(Jobs(batch=job))
+    client = sim.client().debounce("batch")
+    client.add(id="u", event=1)
+    with in_flight(gate, lambda: client.flush("u")) as answer:
+        cleared = client.clear("u")
+        late = client.add(id="u", event=2)
+        assert (cleared.cleared, cleared.discarded_events, cleared.queued) == (True, 0, True)
+        assert (late.queued, late.event_count) == (True, 0)
+    assert (answer[0].flushing, answer[0].event_count) == (True, 1)
+    assert flushed == [(1,)]  # the flush ran; the clear came after it and found nothing
+    status = client.status("u")  # the add queued after the clear starts the next batch
+    assert (status.status, status.event_count) == ("debouncing", 1)
+    assert client.get_state("u") == (2,)
+
+
+def test_a_queued_event_its_handler_refuses_is_recorded_and_the_next_one_applies(
+    make: Make,
+) -> None:
+    gate = Gate()
+    jobs, log = task_job(gate)
+    sim = make(jobs)
+    client = sim.client().task("flow")
+    client.send(id="t", event=7)
+    with in_flight(gate, lambda: client.trigger("t")):
+        assert client.send(id="t", event=-1).queued
+        assert client.send(id="t", event=4).queued
+    failed = [e for e in sim.telemetry if e.type == "job.failed"]
+    assert [(e.hook, e.error.message) for e in failed] == [("on_event", "refused -1")]
+    assert client.get_state("t") == 4
+    assert ("on_event", 4) in log
+    assert client.status("t").event_count == 2  # the refused one was not accepted
+
+
+def test_a_flood_of_requests_to_a_busy_instance_is_bounded(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("durable_jobs._runtime.MAX_PENDING", 3)
+    gate = Gate()
+    jobs, log = task_job(gate)
+    sim = make(jobs)
+    client = sim.client().task("flow")
+    client.send(id="t", event=7)
+    with in_flight(gate, lambda: client.trigger("t")):
+        for event in (1, 2, 3):
+            assert client.send(id="t", event=event).queued
+        with pytest.raises(QueueFullError, match="3 requests queued"):
+            client.send(id="t", event=4)
+    assert [event for hook, event in log if hook == "on_event"] == [7, 1, 2, 3]
+
+
+def test_requests_return_before_the_run_and_the_worker_runs_it(make: Make) -> None:
+    """The memory interpreter is its own worker: the run a request made due is done
+    when the call returns, yet the request's own transition only recorded it."""
+    seen: list[str] = []
+
+    def execute(ctx: ContinuousContext[int]) -> None:
+        seen.append("execute")
+
+    job = Continuous.make(
+        state=int, schedule=Continuous.every("1 hour"), execute=execute, start_immediately=True
+    )
+    sim: Harness = make(Jobs(tick=job))
+    client = sim.client().continuous("tick")
+    assert client.start(id="a", input=0).created
+    assert seen == ["execute"]
+    assert client.status("a").run_count == 1
+    assert types(sim.telemetry) == ["job.started", "job.executed"]
