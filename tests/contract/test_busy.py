@@ -24,6 +24,7 @@ from durable_jobs import (
     Debounce,
     DebounceContext,
     DebounceEventContext,
+    JobFailed,
     Jobs,
     QueueFullError,
     Task,
@@ -227,7 +228,7 @@ def test_a_queued_event_its_handler_refuses_is_recorded_and_the_next_one_applies
     with in_flight(gate, lambda: client.trigger("t")):
         assert client.send(id="t", event=-1).queued
         assert client.send(id="t", event=4).queued
-    failed = [e for e in sim.telemetry if e.type == "job.failed"]
+    failed = [e for e in sim.telemetry if isinstance(e, JobFailed)]
     assert [(e.hook, e.error.message) for e in failed] == [("on_event", "refused -1")]
     assert client.get_state("t") == 4
     assert ("on_event", 4) in log
