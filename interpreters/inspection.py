@@ -51,6 +51,14 @@ def status_text(instance: StoredInstance) -> str:
     ...     1, 5, False, None)
     >>> status_text(row)
     'debouncing, 2 event(s), attempt 2 due'
+
+    Work a request left for a worker, or requests queued behind a run, are counted:
+
+    >>> import attrs
+    >>> row = attrs.evolve(row, snapshot_text=row.snapshot_text.replace(
+    ...     '"event_count":2,', '"event_count":2,"pending":[{"kind":"flush","at":9}],'))
+    >>> status_text(row)
+    'debouncing, 2 event(s), attempt 2 due, 1 pending for a worker (flush)'
     """
     snapshot = _snapshot(instance)
     if snapshot is None:
@@ -60,6 +68,10 @@ def status_text(instance: StoredInstance) -> str:
         word += f", {snapshot.event_count} event(s)"
     if snapshot.attempts.retry_at is not None:
         word += f", attempt {snapshot.attempts.attempt} due"
+    owed = getattr(snapshot, "pending", ())
+    if owed:
+        word += f", {len(owed)} pending for a worker ({', '.join(p.kind for p in owed[:3])}"
+        word += ", ...)" if len(owed) > 3 else ")"
     return word
 
 
