@@ -142,6 +142,9 @@ class DebounceDefinition(Generic[E, S]):
     # Versioning of the stored state (see "State versions" in the module header).
     state_version: int = attrs.field(default=1, kw_only=True)
     migrate_state: Callable[[Any, int], Any] | None = attrs.field(default=None, kw_only=True)
+    # Events are stored while they wait behind a flush in flight (``pending``).
+    event_version: int = attrs.field(default=1, kw_only=True)
+    migrate_event: Callable[[Any, int], Any] | None = attrs.field(default=None, kw_only=True)
     execute: Callable[[DebounceContext[S]], Any]
     flush_after: Duration
     on_event: Callable[[DebounceEventContext[E, S]], Any] | None = None
@@ -175,6 +178,9 @@ class TaskDefinition(Generic[S, E]):
     state_version: int = attrs.field(default=1, kw_only=True)
     migrate_state: Callable[[Any, int], Any] | None = attrs.field(default=None, kw_only=True)
     event: type[E]
+    # Events are stored while they wait behind a run in flight (``pending``).
+    event_version: int = attrs.field(default=1, kw_only=True)
+    migrate_event: Callable[[Any, int], Any] | None = attrs.field(default=None, kw_only=True)
     on_event: Callable[[TaskContext[S, E]], Any]
     execute: Callable[[TaskContext[S, E]], Any]
     on_idle: Callable[[TaskContext[S, E]], Any] | None = None
@@ -306,6 +312,8 @@ class Debounce:
         state: None = None,
         state_version: int = 1,
         migrate_state: Callable[[Any, int], Any] | None = None,
+        event_version: int = 1,
+        migrate_event: Callable[[Any, int], Any] | None = None,
         on_event: Callable[[DebounceEventContext[E, E]], Any] | None = None,
         initial_state: E | Callable[[], E] | None = None,
         max_events: int | None = None,
@@ -324,6 +332,8 @@ class Debounce:
         state: type[S],
         state_version: int = 1,
         migrate_state: Callable[[Any, int], Any] | None = None,
+        event_version: int = 1,
+        migrate_event: Callable[[Any, int], Any] | None = None,
         on_event: Callable[[DebounceEventContext[E, S]], Any] | None = None,
         initial_state: S | Callable[[], S] | None = None,
         max_events: int | None = None,
@@ -341,6 +351,8 @@ class Debounce:
         state: type[Any] | None = None,
         state_version: int = 1,
         migrate_state: Callable[[Any, int], Any] | None = None,
+        event_version: int = 1,
+        migrate_event: Callable[[Any, int], Any] | None = None,
         on_event: Callable[[Any], Any] | None = None,
         initial_state: Any = None,
         max_events: int | None = None,
@@ -350,6 +362,7 @@ class Debounce:
     ) -> DebounceDefinition[Any, Any]:
         _require_type(event, "Debounce event")
         _require_versioning(state_version, migrate_state, "Debounce")
+        _require_versioning(event_version, migrate_event, "Debounce", "event")
         if state is not None:
             _require_type(state, "Debounce state")
         _require_callable(execute, "Debounce execute")
@@ -376,6 +389,8 @@ class Debounce:
             state=event if state is None else state,
             state_version=state_version,
             migrate_state=migrate_state,
+            event_version=event_version,
+            migrate_event=migrate_event,
             execute=execute,
             flush_after=window,
             on_event=on_event,
@@ -403,6 +418,8 @@ class Task:
         state_version: int = 1,
         migrate_state: Callable[[Any, int], Any] | None = None,
         event: type[E],
+        event_version: int = 1,
+        migrate_event: Callable[[Any, int], Any] | None = None,
         on_event: Callable[[TaskContext[S, E]], Any],
         execute: Callable[[TaskContext[S, E]], Any],
         on_idle: Callable[[TaskContext[S, E]], Any] | None = None,
@@ -412,6 +429,7 @@ class Task:
     ) -> TaskDefinition[S, E]:
         _require_type(state, "Task state")
         _require_versioning(state_version, migrate_state, "Task")
+        _require_versioning(event_version, migrate_event, "Task", "event")
         _require_type(event, "Task event")
         _require_callable(on_event, "Task on_event")
         _require_callable(execute, "Task execute")
@@ -423,6 +441,8 @@ class Task:
             state_version=state_version,
             migrate_state=migrate_state,
             event=event,
+            event_version=event_version,
+            migrate_event=migrate_event,
             on_event=on_event,
             execute=execute,
             on_idle=on_idle,

@@ -44,7 +44,9 @@ pools stay readable by them); a row without it is version 1. Unlike a state, an 
 ``None`` (a pool whose event type allows it) is a value someone enqueued, so it is
 migrated like any other. A ``StorageError`` about an event names the shard and the event
 id. Pool requests (``enqueue``) are never stored as such: the event is validated as the
-current type when it is sent.
+current type when it is sent. A Task or Debounce stores events too, while they wait in
+``pending`` behind a run in flight (issue 10): they take the same ``event_version`` and
+``migrate_event``, recorded in the snapshot envelope once it is above 1.
 """
 
 from __future__ import annotations
@@ -678,6 +680,11 @@ def _where(instance: str, event_id: object = None) -> str:
     return f"instance {instance}" + ("" if event_id is None else f", event {event_id!r}")
 
 
+def _holds_event(entry: object) -> bool:
+    """Whether a stored ``pending`` entry carries a user event (a queued send or add)."""
+    return isinstance(entry, dict) and entry.get("kind") in ("send", "add") and "event" in entry
+
+
 @attrs.frozen
 class _Versions:
     """How one kind of stored user value of a job is versioned (``of``: its state, or a
@@ -823,7 +830,7 @@ class Codec:
     def encode_snapshot(self, snapshot: Any) -> str:
         body = self.converter.unstructure(snapshot, self.snapshot_type)
         envelope: dict[str, Any] = {"schema": SCHEMA_VERSION, STATE_VERSION_KEY: self.state_version}
-        if self.is_pool:  # its current event
+        if self.is_pool or self.event_version > 1:  # its current or pending events
             envelope[EVENT_VERSION_KEY] = self.event_version
         envelope["snapshot"] = body
         return _compact(envelope)
@@ -850,11 +857,23 @@ class Codec:
             version = record.get(EVENT_VERSION_KEY, 1)
             event, note = self._events.upgrade(current["event"], version, where)
             return {**body, "current": {**current, "event": event}}, where, note
+        note = ""
+        pending = body.get("pending")
+        if isinstance(pending, list) and any(_holds_event(entry) for entry in pending):
+            # Events a Task or Debounce keeps while they wait behind a run.
+            version = record.get(EVENT_VERSION_KEY, 1)
+            upgraded = []
+            for entry in pending:
+                if _holds_event(entry):
+                    event, note = self._events.upgrade(entry["event"], version, where)
+                    entry = {**entry, "event": event}
+                upgraded.append(entry)
+            body = {**body, "pending": upgraded}
         if "state" not in body:
-            return body, where, ""
+            return body, where, note
         version = record.get(STATE_VERSION_KEY, 1)
-        state, note = self._states.upgrade(body["state"], version, where)
-        return {**body, "state": state}, where, note
+        state, state_note = self._states.upgrade(body["state"], version, where)
+        return {**body, "state": state}, where, state_note or note
 
     # ------------------------------------------------------------ state versions
     def upgrade_state(self, data: Any, version: int, *, instance: str = "?") -> Any:

@@ -39,6 +39,7 @@ from durable_jobs.protocol import (
     Codec,
     ContinuousSnapshot,
     InstanceKey,
+    Pending,
     PoolSnapshot,
     QueueItem,
     TaskSnapshot,
@@ -446,3 +447,36 @@ def test_chained_event_migrations_equal_a_step_by_step_read(count: int, due_at: 
     assert P3.decode_dead_letter(letter) == P3.decode_dead_letter(
         P2.encode_dead_letter(P2.decode_dead_letter(letter))
     )
+
+
+def test_events_pending_behind_a_run_are_migrated_when_read() -> None:
+    """A Task (or Debounce) keeps events in ``pending`` while a run is in flight: a
+    deploy that changes the event type upgrades them with ``migrate_event``, as a pool's
+    queued events are upgraded; a trigger entry (no event) is left as it is."""
+
+    def noop(ctx: Any) -> None:
+        return None
+
+    def to_v2(data: Any, version: int) -> Any:
+        assert version == 1
+        return {"total": data["count"], "unit": "items"}
+
+    old = Jobs(t=Task.make(state=int, event=V1, on_event=noop, execute=noop))["t"]
+    new = Jobs(
+        t=Task.make(
+            state=int, event=V2, on_event=noop, execute=noop, event_version=2, migrate_event=to_v2
+        )
+    )["t"]
+    key = InstanceKey("task", "t", "u")
+    queued: tuple[Pending[V1], ...] = (
+        Pending("send", Instant(5), V1(3)),
+        Pending("trigger", Instant(6)),
+    )
+    snapshot: TaskSnapshot[int, V1] = TaskSnapshot(key, Instant(0), state=1, pending=queued)
+    text = Codec(old).encode_snapshot(snapshot)
+    assert EVENT_VERSION_KEY not in json.loads(text)  # version 1 is the default
+    read = Codec(new).decode_snapshot(text, instance=key.instance_id)
+    assert read.pending == (Pending("send", Instant(5), V2(3, "items")), queued[1])
+    again = Codec(new).encode_snapshot(read)
+    assert json.loads(again)[EVENT_VERSION_KEY] == 2
+    assert Codec(new).decode_snapshot(again).pending == read.pending
