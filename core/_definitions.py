@@ -114,8 +114,8 @@ class ContinuousDefinition(Generic[S]):
 
     job_type: ClassVar[JobType] = "continuous"
     answers_while_running: ClassVar[bool] = False
-    """Whether every request is answered while a run is in flight (else a mutating one
-    is refused as busy)."""
+    """Whether every request is applied while a run is in flight (else a mutating one
+    is queued behind the run, or waits for it: see ``client(wait=...)``)."""
     state: type[S]
     # Versioning of the stored state (see "State versions" in the module header).
     state_version: int = attrs.field(default=1, kw_only=True)
@@ -135,8 +135,8 @@ class DebounceDefinition(Generic[E, S]):
 
     job_type: ClassVar[JobType] = "debounce"
     answers_while_running: ClassVar[bool] = False
-    """Whether every request is answered while a run is in flight (else a mutating one
-    is refused as busy)."""
+    """Whether every request is applied while a run is in flight (else a mutating one
+    is queued behind the run, or waits for it: see ``client(wait=...)``)."""
     event: type[E]
     state: type[S]
     # Versioning of the stored state (see "State versions" in the module header).
@@ -171,8 +171,8 @@ class TaskDefinition(Generic[S, E]):
 
     job_type: ClassVar[JobType] = "task"
     answers_while_running: ClassVar[bool] = False
-    """Whether every request is answered while a run is in flight (else a mutating one
-    is refused as busy)."""
+    """Whether every request is applied while a run is in flight (else a mutating one
+    is queued behind the run, or waits for it: see ``client(wait=...)``)."""
     state: type[S]
     # Versioning of the stored state (see "State versions" in the module header).
     state_version: int = attrs.field(default=1, kw_only=True)

@@ -24,7 +24,7 @@ A transition that leaves the same instance due at once fires that alarm in the s
 step (at most ``group_commit`` times, for fairness). Only job types that answer every
 request while a run is in flight (``answers_while_running``: WorkerPool) have their
 attempts committed ahead in a ``run_due`` batch; the others run one at a time, so no
-caller finds them busy with an attempt that only waits for its turn.
+request is queued (or kept waiting) behind an attempt that only waits for its turn.
 
 *Shared commits for requests* (``_SharedCommits``). The steps that threads of this
 process drive themselves (client requests, a manual clock's alarms, a lone chain of
@@ -342,7 +342,7 @@ class SqliteInterpreter(Engine):
         user code runs one after another in this thread, then their outcomes (and the
         next attempts they start) share the next commit. Pools answer every request while
         an event runs, so a shard whose attempt waits for its turn blocks no caller; the
-        other job types refuse requests as busy while running, so each of their
+        other job types queue requests behind a run in flight, so each of their
         instances runs on its own, one transaction per step. An instance whose stored
         row cannot be read is reported (``errors``, and the ``durable_jobs`` logger) and
         skipped; the others keep running. If a write fails (the database locked past its
@@ -499,7 +499,7 @@ class SqliteInterpreter(Engine):
     def _drive_alone(self, chains: list[Chain]) -> None:
         """Run each chain to its end on its own, one transaction per step: its attempt
         is committed only when it is about to run, and its outcome before anything else
-        runs. For jobs that refuse requests as busy while a run is in flight (Continuous,
+        runs. For jobs that queue requests behind a run in flight (Continuous,
         Debounce, Task), so a run of a ``run_due`` batch never finds another instance
         busy with an attempt that is only waiting for its turn."""
         for index, chain in enumerate(chains):
