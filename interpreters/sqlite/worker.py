@@ -600,7 +600,15 @@ class SqliteInterpreter(Engine):
         its run (``None``: the chain ended), or the exception of type ``alone`` it failed
         with (that step undone alone). Any other exception, or a failed commit, undoes
         them all and is raised. (The worker's group commit and the shared commits of
-        request threads both make their steps so.)"""
+        request threads both make their steps so.) A lone step is made in the
+        transaction itself: it commits or rolls back alone anyway, and a savepoint
+        would add two statements to every lone request and every lone worker step."""
+        if len(steps) == 1:
+            chain, outcome = steps[0]
+            try:
+                return [self._settle(chain, outcome, self._sql.transaction)]
+            except alone as error:
+                return [error]
         made: list[RunUserCode | Exception | None] = []
         with self._sql.transaction():
             for chain, outcome in steps:
