@@ -265,7 +265,7 @@ def decide_debounce(
         case DebounceStatus():
             if snapshot is None:
                 return Success(rt.keep(None, reply=DebounceStatusResult("not_found")))
-            return Success(rt.keep(snapshot, reply=_status(snapshot)))
+            return Success(rt.keep(snapshot, reply=_status(definition, snapshot)))
 
         case DebounceGetState():
             state = None if snapshot is None else snapshot.state
@@ -308,12 +308,25 @@ def debounce_status(snapshot: DebounceSnapshot[Any, Any]) -> Literal["debouncing
     return "debouncing" if snapshot.event_count > 0 else "idle"
 
 
-def _status(snapshot: DebounceSnapshot[Any, Any]) -> DebounceStatusResult:
+def _status(
+    definition: DebounceDefinition[Any, Any], snapshot: DebounceSnapshot[Any, Any]
+) -> DebounceStatusResult:
+    # When the batch flushes: a flush made due (or queued), else its deadline or retry;
+    # a queued add or clear is not a flush.
+    flushes = [entry.at for entry in snapshot.pending if entry.kind == "flush"]
+    if flushes:
+        flush_at: Instant | None = flushes[0]
+    elif snapshot.in_flight is not None or (
+        snapshot.event_count == 0 and snapshot.attempts.retry_at is None
+    ):
+        flush_at = None  # flushing now, or nothing to flush
+    else:
+        flush_at = _alarm_for(definition)(attrs.evolve(snapshot, pending=()))
     return DebounceStatusResult(
         debounce_status(snapshot),
         event_count=snapshot.event_count,
         started_at=None if snapshot.started_at is None else to_datetime(snapshot.started_at),
-        will_flush_at=None if snapshot.alarm_at is None else to_datetime(snapshot.alarm_at),
+        will_flush_at=None if flush_at is None else to_datetime(flush_at),
     )
 
 

@@ -133,6 +133,14 @@ def _alarm(snapshot: TaskSnapshot[Any, Any]) -> Instant | None:
     return min(times) if times else None
 
 
+def _next_execute(snapshot: TaskSnapshot[Any, Any]) -> Instant | None:
+    """When ``execute`` runs next: a pending trigger, the schedule or a pending retry,
+    whichever is first (an owed ``on_idle`` or a queued ``send`` is not an ``execute``)."""
+    times = [t for t in (snapshot.attempts.retry_at, snapshot.scheduled_at) if t is not None]
+    times += [entry.at for entry in snapshot.pending if entry.kind == "trigger"]
+    return min(times) if times else None
+
+
 def _view(snapshot: TaskSnapshot[S, Any], event_count: int | None = None) -> TaskView[S]:
     return TaskView(
         state=snapshot.state,
@@ -198,7 +206,7 @@ def decide_task(
         case TaskStatus():
             if snapshot is None:
                 return Success(rt.keep(None, reply=TaskStatusResult("not_found")))
-            at, upcoming = snapshot.scheduled_at, _alarm(snapshot)
+            at, upcoming = snapshot.scheduled_at, _next_execute(snapshot)
             return Success(
                 rt.keep(
                     snapshot,

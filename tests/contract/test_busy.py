@@ -269,3 +269,19 @@ def test_requests_return_before_the_run_and_the_worker_runs_it(make: Make) -> No
     assert seen == ["execute"]
     assert client.status("a").run_count == 1
     assert types(sim.telemetry) == ["job.started", "job.executed"]
+
+
+def test_status_counts_only_an_execute_as_the_next_run(make: Make) -> None:
+    """An ``on_idle`` owed to a worker, or a ``send`` queued behind a run, is not an
+    ``execute``: a Task's ``next_run_at`` shows the schedule (or a trigger), not them."""
+    gate = Gate()
+    jobs, _log = task_job(gate)
+    sim = make(jobs)
+    client = sim.client().task("flow")
+    client.send(id="t", event=7)
+    with in_flight(gate, lambda: client.trigger("t")):
+        assert client.send(id="t", event=1).queued
+        status = client.status("t")
+        assert (status.status, status.next_run_at) == ("idle", None)
+        assert client.trigger("t").queued
+        assert client.status("t").next_run_at == START  # a trigger is an execute

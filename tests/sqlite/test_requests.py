@@ -1,0 +1,118 @@
+"""Requests on SQLite never run job code (issue 10 §1): they commit the run as due now
+and return; a worker runs it. ``inline=True`` asks for the memory interpreter's way."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from durable_jobs import (
+    Continuous,
+    ContinuousContext,
+    Debounce,
+    DebounceContext,
+    Jobs,
+    Task,
+    TaskContext,
+)
+from durable_jobs.interpreters.sqlite import SqliteInterpreter
+
+Ran = list[tuple[str, str]]  # (hook, thread name)
+
+
+def registry(ran: Ran) -> Jobs:
+    def record(hook: str) -> Callable[[Any], None]:
+        def hook_fn(ctx: Any) -> None:
+            ran.append((hook, threading.current_thread().name))
+
+        return hook_fn
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        ran.append(("on_event", threading.current_thread().name))
+        ctx.set_state(ctx.event)
+
+    def tick(ctx: ContinuousContext[int]) -> None:
+        record("continuous.execute")(ctx)
+
+    def flush(ctx: DebounceContext[int]) -> None:
+        record("debounce.execute")(ctx)
+
+    return Jobs(
+        tick=Continuous.make(state=int, schedule=Continuous.every("1 hour"), execute=tick),
+        batch=Debounce.make(event=int, execute=flush, flush_after="1 hour", max_events=2),
+        flow=Task.make(
+            state=int,
+            event=int,
+            on_event=on_event,
+            execute=record("task.execute"),
+            on_idle=record("task.on_idle"),
+        ),
+    )
+
+
+def make_requests(db: SqliteInterpreter) -> None:
+    client = db.client()
+    assert client.continuous("tick").start(id="a", input=0).created  # start_immediately
+    assert client.continuous("tick").trigger("a").triggered
+    client.debounce("batch").add(id="b", event=1)
+    assert client.debounce("batch").add(id="b", event=2).event_count == 2  # max_events
+    client.debounce("batch").add(id="c", event=1)
+    assert client.debounce("batch").flush("c").flushing
+    assert client.task("flow").send(id="t", event=5).created  # on_idle afterwards
+    assert client.task("flow").trigger("t").triggered
+
+
+WORKER_HOOKS = ["continuous.execute", "debounce.execute", "task.execute", "task.on_idle"]
+
+
+def test_requests_leave_job_code_to_a_worker(tmp_path: Path) -> None:
+    ran: Ran = []
+    with SqliteInterpreter(registry(ran), tmp_path / "jobs.db") as db:
+        make_requests(db)
+        assert [hook for hook, _ in ran] == ["on_event"]  # the caller's own answer only
+        assert db.client().continuous("tick").status("a").run_count == 0
+        db.run_due()  # a worker (here, this thread) runs what the requests made due
+    hooks = sorted(hook for hook, _ in ran)
+    assert hooks == sorted(
+        ["on_event", "continuous.execute", "continuous.execute"]
+        + ["debounce.execute"] * 2
+        + ["task.on_idle", "task.execute", "task.on_idle"]
+    )
+
+
+def test_a_worker_thread_of_the_process_picks_requests_up(tmp_path: Path) -> None:
+    ran: Ran = []
+    done = threading.Event()
+    with SqliteInterpreter(registry(ran), tmp_path / "jobs.db") as db:
+        worker = threading.Thread(target=db.run_forever, name="worker", daemon=True)
+        worker.start()
+        try:
+            make_requests(db)
+            caller = threading.current_thread().name
+
+            def all_ran() -> bool:
+                return len(ran) >= 8
+
+            for _ in range(500):
+                if all_ran():
+                    done.set()
+                    break
+                threading.Event().wait(0.01)
+        finally:
+            db.stop()
+            worker.join(10)
+    assert done.is_set(), ran
+    assert {thread for hook, thread in ran if hook in WORKER_HOOKS}.isdisjoint({caller})
+    assert [thread for hook, thread in ran if hook == "on_event"] == [caller]
+
+
+def test_inline_runs_what_a_request_made_due_before_it_returns(tmp_path: Path) -> None:
+    ran: Ran = []
+    with SqliteInterpreter(registry(ran), tmp_path / "jobs.db", inline=True) as db:
+        make_requests(db)
+        assert db.run_due() == 0  # nothing was left for a worker
+    caller = threading.current_thread().name
+    assert len(ran) == 8
+    assert {thread for _, thread in ran} == {caller}
