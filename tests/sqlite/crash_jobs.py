@@ -143,17 +143,19 @@ def start_worker(
     lease: str = "30 seconds",
     busy_timeout: str = "30 seconds",
     stderr: Path | None = None,
+    target: str = "tests.sqlite.crash_jobs:JOBS",
 ) -> subprocess.Popen[bytes]:
-    """A worker process serving ``JOBS`` on ``db`` (the log variable is inherited; with
-    ``DURABLE_JOBS_CLOCK_OFFSET`` set, its wall clock is an ``OffsetClock``). Its
-    standard error is a pipe, or appended to ``stderr``."""
+    """A worker process serving ``target`` (this module's ``JOBS`` by default) on ``db``
+    (the log variable is inherited; with ``DURABLE_JOBS_CLOCK_OFFSET`` set, its wall
+    clock is an ``OffsetClock``). Its standard error is a pipe, or appended to
+    ``stderr``."""
     code = (
         "import os, sys\n"
         "from durable_jobs.interpreters.worker import serve\n"
         "from tests.sqlite.crash_jobs import OffsetClock\n"
         "offset = os.environ.get('DURABLE_JOBS_CLOCK_OFFSET')\n"
         "clock = None if offset is None else OffsetClock(offset)\n"
-        "sys.exit(serve('tests.sqlite.crash_jobs:JOBS', sys.argv[1], clock=clock, "
+        f"sys.exit(serve({target!r}, sys.argv[1], clock=clock, "
         f"lease={lease!r}, busy_timeout={busy_timeout!r}, workers={workers}))\n"
     )
     return subprocess.Popen(
