@@ -15,8 +15,9 @@ The alarm is the earlier of that time and a pending retry.
   ``send``'s own answer and run in the caller; ``execute``, ``on_idle`` and ``on_error``
   after ``execute`` run where due work runs. So a caller's ``send`` that leaves the task
   idle records ``on_idle`` as pending (``idle``) instead of running it.
-* A request meeting a run in flight (or work already pending) is queued behind it in
-  ``pending``, in order (``queued=True``): a ``send`` runs ``on_event`` in the worker
+* A request meeting a run in flight (or work already pending, other than an owed
+  ``on_idle``: see ``_blocked``) is queued behind it in ``pending``, in order
+  (``queued=True``): a ``send`` runs ``on_event`` in the worker
   when its turn comes (a failure there is recorded as ``job.failed``; there is no caller
   to answer), a ``trigger`` runs ``execute``. With ``wait`` the request is answered busy
   instead, and the interpreter waits. ``terminate`` always wins: the pending entries go
@@ -133,6 +134,16 @@ def _alarm(snapshot: TaskSnapshot[Any, Any]) -> Instant | None:
     return min(times) if times else None
 
 
+def _blocked(snapshot: TaskSnapshot[Any, Any]) -> bool:
+    """Whether a request must queue behind (or wait for) work in flight or pending. An
+    owed ``on_idle`` alone does not block: the next event or trigger goes on (a ``send``
+    replaces the owed ``on_idle`` with its own, so a burst of events gets one ``on_idle``
+    once the task is idle after the last of them, not one per event)."""
+    if snapshot.in_flight is not None:
+        return True
+    return any(entry.kind != "idle" for entry in snapshot.pending)
+
+
 def _next_execute(snapshot: TaskSnapshot[Any, Any]) -> Instant | None:
     """When ``execute`` runs next: a pending trigger, the schedule or a pending retry,
     whichever is first (an owed ``on_idle`` or a queued ``send`` is not an ``execute``)."""
@@ -172,7 +183,7 @@ def decide_task(
 ) -> Result[rt.Transition[Any], Rejection]:
     match input_:
         case TaskSend(id=id_, event=event, wait=wait):
-            if snapshot is not None and rt.owes(snapshot):
+            if snapshot is not None and _blocked(snapshot):
                 if wait is not None:
                     return rt.busy(snapshot)
                 answer = TaskSendResult(snapshot.key.instance_id, False, None, queued=True)
@@ -181,6 +192,8 @@ def decide_task(
             task = snapshot or TaskSnapshot(
                 key=InstanceKey("task", definition.name, id_), created_at=now
             )
+            if task.pending:  # only an owed on_idle: this event's outcome replaces it
+                task = attrs.evolve(task, pending=())
             handling = rt.begin_run(task, hook="on_event", origin="send", now=now, created=created)
             payload = TaskOnEvent(_view(handling, task.event_count + 1), event)
             return Success(rt.hold(handling, payload))
@@ -189,7 +202,7 @@ def decide_task(
             if snapshot is None:
                 missing = InstanceKey("task", definition.name, id_).instance_id
                 return Success(rt.keep(None, reply=TaskTriggerResult(missing, False)))
-            queued = rt.owes(snapshot)
+            queued = _blocked(snapshot)
             if queued and wait is not None:
                 return rt.busy(snapshot)
             triggered = TaskTriggerResult(snapshot.key.instance_id, True, queued=queued)

@@ -116,3 +116,27 @@ def test_inline_runs_what_a_request_made_due_before_it_returns(tmp_path: Path) -
     caller = threading.current_thread().name
     assert len(ran) == 8
     assert {thread for _, thread in ran} == {caller}
+
+
+def test_a_burst_of_events_gets_one_on_idle_after_the_last(tmp_path: Path) -> None:
+    """On SQLite without a worker, each ``send`` leaves ``on_idle`` owed to a worker;
+    the next ``send`` still runs its ``on_event`` in the caller (an owed ``on_idle``
+    does not make the task busy) and replaces it: one ``on_idle`` once the task is idle
+    after the last event, with the state as it is then."""
+    idled: list[int | None] = []
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        ctx.set_state(ctx.event)
+
+    def on_idle(ctx: TaskContext[int, int]) -> None:
+        idled.append(ctx.state)
+
+    job = Task.make(state=int, event=int, on_event=on_event, execute=print, on_idle=on_idle)
+    with SqliteInterpreter(Jobs(flow=job), tmp_path / "jobs.db") as db:
+        client = db.client().task("flow")
+        answers = [client.send(id="t", event=n) for n in (1, 2, 3)]
+        assert [a.queued for a in answers] == [False, False, False]
+        assert client.get_state("t") == 3
+        assert idled == []
+        assert db.run_due() == 1
+    assert idled == [3]
