@@ -156,6 +156,15 @@ UNCOMMITTABLE: Final = (ValueError, TypeError, ArithmeticError, RecursionError)
 """What a value that cannot be decided or stored raises (see ``Engine._settle``)."""
 
 
+def _seconds(value: float) -> str:
+    """A wait for a message: ``"50 ms"`` below a second, ``"2.5 s"`` above.
+
+    >>> _seconds(0.0504), _seconds(2.46)
+    ('50 ms', '2.5 s')
+    """
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
 class Restart(Exception):
     """The stored instance changed under a chain's working snapshot: run it again."""
 
@@ -531,7 +540,7 @@ class Engine:
             holder = self._holder(key)
             where = f" {holder}" if holder else ""
             raise BusyError(
-                f"{error}{where}; waited {waited:.1f} s (the client's wait); the request "
+                f"{error}{where}; waited {_seconds(waited)} (the client's wait); the request "
                 "was not applied: call again, or use a client without wait to queue it"
             ) from None
         time.sleep(BUSY_PAUSE)
