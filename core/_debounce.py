@@ -42,7 +42,7 @@ from returns.result import Result, Success
 from durable_jobs import _runtime as rt
 from durable_jobs._commands import Command, DebounceExecute, DebounceReduce, Emit, RunUserCode
 from durable_jobs._definitions import DebounceDefinition
-from durable_jobs._errors import Rejection
+from durable_jobs._errors import ErrorInfo, Rejection
 from durable_jobs._inputs import (
     AlarmFired,
     DebounceAdd,
@@ -175,8 +175,10 @@ def _accept(
             alarm = min(alarm, Instant(now + definition.quiet_period))
     flushing = definition.max_events is not None and count >= definition.max_events
     pending = snapshot.pending
+    flush_at = alarm  # when the batch flushes (the alarm may wake sooner, for pending work)
     if flushing and not backing_off and caller:  # pending is empty: the caller was not queued
         pending, alarm, flushing = (rt.Pending("flush", now, reason="maxEvents"),), now, False
+        flush_at = now
     elif pending:
         alarm = pending[0].at
     grown = DebounceSnapshot(
@@ -195,14 +197,14 @@ def _accept(
     )
     effects: list[Command] = []
     if first:
-        assert alarm is not None
-        effects.append(Emit(DebounceStarted(**base_fields(grown.key, now), flush_at=alarm)))
+        assert flush_at is not None
+        effects.append(Emit(DebounceStarted(**base_fields(grown.key, now), flush_at=flush_at)))
     if flushing and not backing_off:
         return _flush_run(definition, grown, effects, reason="maxEvents", origin="queued", now=now)
     reply = DebounceAddResult(
         instance_id=grown.key.instance_id,
         event_count=count,
-        will_flush_at=None if alarm is None else to_datetime(alarm),
+        will_flush_at=None if flush_at is None else to_datetime(flush_at),
         created=created,
         retry_scheduled=backing_off,
     )
@@ -342,23 +344,40 @@ def _after_reduce(
     now: Instant,
 ) -> rt.Transition[Any]:
     caller = run.origin != "queued"
+    if not caller:
+        if rt.interrupted(outcome):
+            # The worker died while the reducer of a queued add ran: the add stays at
+            # the head of pending and is reduced again (the failure is recorded).
+            effects = rt.failure_effects(snapshot.key, run, INTERRUPTED_ADD, None, 0, now)
+            return rt.commit(
+                _alarm_for(definition), attrs.evolve(snapshot, in_flight=None), effects
+            )
+        snapshot = attrs.evolve(snapshot, pending=snapshot.pending[1:])  # decided: taken off
     if isinstance(outcome, UserCodeSucceeded):
         return _accept(definition, snapshot, outcome.state, now, run.created, caller)
     before = None if run.created else attrs.evolve(snapshot, in_flight=None)
     if isinstance(outcome, TerminateRequested):
-        # A reducer asked to terminate: the event is dropped and the batch purged.
+        # A reducer asked to terminate: the event is dropped and the batch purged (the
+        # requests queued behind it, if any, are kept for the batch that follows).
         effects = rt.terminated_effects(snapshot.key, outcome.reason, 0, now)
+        dropped = DebounceAddResult(snapshot.key.instance_id, 0, None, False)
         if before is None:
-            return rt.keep(
-                None, effects, DebounceAddResult(snapshot.key.instance_id, 0, None, False)
-            )
-        return rt.purge(
-            snapshot.key, effects, DebounceAddResult(snapshot.key.instance_id, 0, None, False)
-        )
+            return rt.keep(None, effects, dropped)
+        if not caller:
+            return _emptied(definition, before, effects, now)
+        return rt.purge(snapshot.key, effects, dropped)
     effects = rt.failure_effects(snapshot.key, run, outcome.error, None, 0, now)
     if not caller and before is not None:  # a queued event: no caller to answer
+        if before.event_count == 0 and before.attempts.retry_at is None:
+            return _emptied(definition, before, effects, now)  # no batch: nothing to keep
         return rt.commit(_alarm_for(definition), before, effects)
     return rt.keep(before, effects, RequestFailed(hook="on_event", error=outcome.error))
+
+
+INTERRUPTED_ADD = ErrorInfo(
+    type="Interrupted",
+    message="the worker stopped while a queued add was reduced; it will be reduced again",
+)
 
 
 def _after_flush(
@@ -372,8 +391,9 @@ def _after_flush(
     reason: FlushReason = run.flush_reason or "flushAfter"
     count = snapshot.event_count
     if isinstance(outcome, TerminateRequested):
+        # Purged; requests queued behind the flush come after it: they are kept.
         effects = rt.terminated_effects(key, outcome.reason, 0, now)
-        return rt.purge(key, effects)
+        return _emptied(definition, snapshot, effects, now)
     if isinstance(outcome, UserCodeSucceeded):
         effects = rt.success_effects(key, run, outcome, 0, now)
         started = snapshot.started_at if snapshot.started_at is not None else now
@@ -420,8 +440,7 @@ def _take_pending(
     definition: DebounceDefinition[Any, Any], snapshot: DebounceSnapshot[Any, Any], now: Instant
 ) -> rt.Transition[Any]:
     """Apply the first pending entry (in a worker): a flush runs ``execute`` over the
-    batch as it is now, a clear drops it, a queued ``add`` is reduced (held: the entry is
-    taken off only when the reducer's outcome commits, so a crash runs it again)."""
+    batch as it is now, a clear drops it, a queued ``add`` is reduced."""
     entry, rest = rt.take_pending(snapshot)
     if entry.kind == "clear" or (entry.kind == "flush" and rest.event_count == 0):
         return _emptied(definition, rest, [], now)
@@ -430,7 +449,10 @@ def _take_pending(
         return _flush_run(definition, rest, [], reason=reason, origin="flush", now=now)
     if definition.on_event is None:
         return _accept(definition, rest, entry.event, now, False, caller=False)
-    reducing = rt.begin_run(rest, hook="on_event", origin="queued", now=now)
-    first = rest.event_count == 0
-    payload = DebounceReduce(entry.event, rest.state, rest.event_count + 1, first=first)
-    return rt.hold(reducing, payload)
+    # The reducer of a queued add runs as a committed run, the entry kept at the head
+    # until its outcome commits (requests that come meanwhile queue behind it, and a
+    # worker that dies mid-run leaves the entry to run again).
+    reducing = rt.begin_run(snapshot, hook="on_event", origin="queued", now=now)
+    first = snapshot.event_count == 0
+    payload = DebounceReduce(entry.event, snapshot.state, snapshot.event_count + 1, first=first)
+    return rt.commit(_alarm_for(definition), reducing, [], run=rt.run_command(reducing, payload))

@@ -46,7 +46,8 @@ class ValidationError(DurableJobsError, ValueError):
 
 
 class QueueFullError(DurableJobsError):
-    """A worker pool shard is at ``max_queue_depth``; nothing was written."""
+    """A worker pool shard is at ``max_queue_depth``, or an instance already holds the
+    most requests that may wait behind its run (``MAX_PENDING``); nothing was written."""
 
 
 class ConflictError(DurableJobsError):

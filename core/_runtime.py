@@ -379,6 +379,12 @@ def match_outcome(
     return snapshot.in_flight, outcome
 
 
+def interrupted(outcome: object) -> bool:
+    """Whether an outcome is the failure ``match_outcome`` made of a ``RunInterrupted``
+    (the worker stopped during the run), not one of user code."""
+    return isinstance(outcome, UserCodeFailed) and outcome.error is INTERRUPTED
+
+
 def busy(snapshot: OwingSnapshot) -> Failure[Rejection]:
     """The rejection of a request that asked to wait (``wait``) for an instance that owes
     work: a run in flight, or requests queued for a worker. The interpreter waits and

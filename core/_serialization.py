@@ -829,6 +829,10 @@ class Codec:
     # ----------------------------------------------------------------- snapshots
     def encode_snapshot(self, snapshot: Any) -> str:
         body = self.converter.unstructure(snapshot, self.snapshot_type)
+        if body.get("pending") == []:
+            # Left out when empty (it reads back as empty): rows stay readable by the
+            # releases before ``pending`` existed, for a rolling deploy.
+            del body["pending"]
         envelope: dict[str, Any] = {"schema": SCHEMA_VERSION, STATE_VERSION_KEY: self.state_version}
         if self.is_pool or self.event_version > 1:  # its current or pending events
             envelope[EVENT_VERSION_KEY] = self.event_version

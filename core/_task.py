@@ -262,8 +262,7 @@ def decide_task(
 
 def _take_pending(snapshot: TaskSnapshot[Any, Any], now: Instant) -> rt.Transition[Any]:
     """Run the first pending entry (in a worker): a trigger's ``execute``, a caller's
-    ``on_idle``, or a queued ``send``'s ``on_event`` (held: the entry is taken off only
-    when its outcome commits, so a crash runs it again)."""
+    ``on_idle``, or a queued ``send``'s ``on_event``."""
     entry, rest = rt.take_pending(snapshot)
     if entry.kind == "trigger":
         return _execute(rest, origin="trigger", now=now)
@@ -273,8 +272,12 @@ def _take_pending(snapshot: TaskSnapshot[Any, Any], now: Instant) -> rt.Transiti
         return rt.commit(
             _alarm, idling, [], run=rt.run_command(idling, TaskOnIdle(_view(idling), reason))
         )
-    handling = rt.begin_run(rest, hook="on_event", origin="queued", now=now)
-    return rt.hold(handling, TaskOnEvent(_view(handling, rest.event_count + 1), entry.event))
+    # A queued send: its on_event runs as a committed run, the entry kept at the head
+    # until the outcome commits (requests that come meanwhile queue behind the run, and
+    # a worker that dies mid-run leaves the entry to run again).
+    handling = rt.begin_run(snapshot, hook="on_event", origin="queued", now=now)
+    payload = TaskOnEvent(_view(handling, snapshot.event_count + 1), entry.event)
+    return rt.commit(_alarm, handling, [], run=rt.run_command(handling, payload))
 
 
 def _reply(
@@ -366,9 +369,22 @@ def _after_run(
     now: Instant,
 ) -> rt.Transition[Any]:
     key = snapshot.key
+    queued = run.origin == "queued" and run.hook in ("on_event", "on_error")
+    if queued and rt.interrupted(outcome):
+        # The worker died while a queued send's handler ran: the send stays at the head
+        # of pending and runs again (the failure is recorded).
+        effects = rt.failure_effects(key, run, INTERRUPTED_SEND, None, snapshot.execute_count, now)
+        return rt.commit(_alarm, attrs.evolve(snapshot, in_flight=None), effects)
+    handing_on = (
+        run.hook == "on_event"
+        and isinstance(outcome, UserCodeFailed)
+        and definition.on_error is not None
+    )
+    if queued and not handing_on:  # the queued send is decided: take it off pending
+        snapshot = attrs.evolve(snapshot, pending=snapshot.pending[1:])
     if isinstance(outcome, TerminateRequested):
         effects = rt.terminated_effects(key, outcome.reason, snapshot.execute_count, now)
-        return rt.purge(key, effects, _reply(run, None, key))
+        return _terminated(snapshot, effects, _reply(run, None, key), now)
 
     # A send is accepted only once its handler (or on_error) succeeds: count it then.
     accepted = snapshot
@@ -392,7 +408,7 @@ def _after_run(
         effects = rt.failure_effects(key, run, error, None, snapshot.execute_count, now)
         if definition.on_error is not None:
             return _on_error(
-                definition, snapshot, run, effects, error, "onEvent", now, persist=False
+                definition, snapshot, run, effects, error, "onEvent", now, persist=queued
             )
         return _rejected(snapshot, run, effects, "on_event", error)
 
@@ -431,3 +447,29 @@ def _rejected(
     if run.origin == "queued" and before is not None:
         return rt.commit(_alarm, before, effects)
     return rt.keep(before, effects, RequestFailed(hook=hook, error=error))
+
+
+INTERRUPTED_SEND = ErrorInfo(
+    type="Interrupted",
+    message="the worker stopped while a queued send was handled; it will be handled again",
+)
+
+
+def _terminated(
+    snapshot: TaskSnapshot[Any, Any], effects: list[Command], reply: ReplyValue | None, now: Instant
+) -> rt.Transition[Any]:
+    """A hook called ``ctx.terminate()``: purge the task. Sends queued behind the run were
+    answered ``queued=True`` and come after it, so they are kept, for a fresh task (as a
+    send after a terminate would create one); queued triggers and an owed ``on_idle``
+    go with the task."""
+    sends = tuple(entry for entry in snapshot.pending if entry.kind == "send")
+    if not sends:
+        return rt.purge(snapshot.key, effects, reply)
+    fresh: TaskSnapshot[Any, Any] = TaskSnapshot(
+        key=snapshot.key,
+        created_at=now,
+        pending=sends,
+        alarm_at=snapshot.alarm_at,
+        version=snapshot.version,
+    )
+    return rt.commit(_alarm, fresh, effects, reply=reply)

@@ -74,6 +74,7 @@ Objects store will send each plan in one request and let the object check the ve
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -144,6 +145,8 @@ __all__ = [
     "apply_queue_changes",
 ]
 
+MAX_INLINE_CHAINS: Final = 1000
+"""How many instances' due-now work one top-level request of an inline engine runs."""
 INLINE_REFIRE: Final = 100_000
 """How many alarms an inline chain fires by itself (the pending work of one request)."""
 RESTART_PAUSE: Final = 0.001
@@ -163,6 +166,9 @@ def _seconds(value: float) -> str:
     ('50 ms', '2.5 s')
     """
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+_log = logging.getLogger("durable_jobs")
 
 
 class Restart(Exception):
@@ -474,6 +480,10 @@ class Engine:
             except ConflictError as error:
                 if started is None:
                     started = time.monotonic()
+                if self._inline and isinstance(error, BusyError):
+                    # Busy with work due now that only this engine runs (it is its own
+                    # worker): run it here rather than wait for it.
+                    self._run_owed([(key, definition)])
                 self._wait_or_give_up(key, request, started, error)
             else:
                 if reply is None:  # pragma: no cover - every request chain ends in a reply
@@ -484,19 +494,33 @@ class Engine:
 
     def _run_owed(self, owing: list[tuple[InstanceKey, Definition]]) -> None:
         """Run the due-now work of every instance in ``owing`` (an inline engine, after a
-        top-level request; steps append to it as they leave more owing)."""
+        top-level request; steps append to it as they leave more owing).
+
+        Decisions: the request is committed and answered already, so a failure here is
+        not the request's: it is logged (the ``durable_jobs`` logger) and the work stays
+        due, for the next ``advance`` or a worker. At most ``MAX_INLINE_CHAINS`` chains
+        run per call, so user code that keeps making work due (two tasks triggering each
+        other) cannot keep one call from returning; what is left stays due likewise."""
+        chains = 0
         while owing:
             key, definition = owing.pop(0)
+            chains += 1
+            if chains > MAX_INLINE_CHAINS:
+                _log.warning(
+                    "due-now work of %d instance(s) left for advance or a worker: more "
+                    "than %d chains in one call (user code that keeps making work due?)",
+                    len({k for k, _ in owing}) + 1,
+                    MAX_INLINE_CHAINS,
+                )
+                owing.clear()
+                return
             first = self._owed_alarm(key, definition)
-            restarts = 0
-            while True:
-                try:
-                    self._drive(Chain(key, definition, None, refire=INLINE_REFIRE, first=first))
-                    break
-                except Restart:  # a queued request's hook met a change: run it again
-                    restarts += 1
-                    if restarts >= MAX_RESTARTS:
-                        raise self._gave_up(key) from None
+            try:
+                self._drive(Chain(key, definition, None, refire=INLINE_REFIRE, first=first))
+            except Exception:
+                _log.exception(
+                    "running the due-now work of %s failed; it stays due", key.instance_id
+                )
 
     def _owed_alarm(self, key: InstanceKey, definition: Definition) -> Callable[[], Input | None]:
         def first() -> Input | None:

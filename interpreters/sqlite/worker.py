@@ -506,6 +506,8 @@ class SqliteInterpreter(Engine):
             try:
                 try:
                     self._drive(chain)
+                except Restart:
+                    self._let_go(chain)  # changed meanwhile: it is claimed again
                 except (DurableJobsError, *UNCOMMITTABLE) as error:
                     self._let_go(chain)
                     self._report(chain.key.instance_id, _as_error(chain, error))

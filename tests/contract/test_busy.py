@@ -285,3 +285,122 @@ def test_status_counts_only_an_execute_as_the_next_run(make: Make) -> None:
         assert (status.status, status.next_run_at) == ("idle", None)
         assert client.trigger("t").queued
         assert client.status("t").next_run_at == START  # a trigger is an execute
+
+
+def test_a_run_that_terminates_keeps_the_events_queued_behind_it(make: Make) -> None:
+    """Sends and adds answered ``queued=True`` came after the run: a ``ctx.terminate()``
+    in that run purges the instance, and they are applied to the fresh one."""
+    gate = Gate()
+    seen: list[int] = []
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        seen.append(ctx.event)
+        ctx.set_state(ctx.event)
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        gate.hold()
+        ctx.terminate("done")
+
+    def fold(ctx: DebounceEventContext[int, tuple[int, ...]]) -> tuple[int, ...]:
+        return (*(ctx.state or ()), ctx.event)
+
+    def flush(ctx: DebounceContext[tuple[int, ...]]) -> None:
+        gate.hold()
+        ctx.terminate("enough")
+
+    jobs = Jobs(
+        flow=Task.make(state=int, event=int, on_event=on_event, execute=execute),
+        batch=Debounce.make(
+            event=int, state=tuple[int, ...], on_event=fold, execute=flush, flush_after="1 h"
+        ),
+    )
+    sim = make(jobs)
+    task = sim.client().task("flow")
+    task.send(id="t", event=1)
+    with in_flight(gate, lambda: task.trigger("t")):
+        assert task.send(id="t", event=2).queued
+    assert seen == [1, 2]
+    assert task.get_state("t") == 2  # a fresh task, made by the queued send
+    assert task.status("t").event_count == 1
+    gate.open.clear()
+    gate.inside.clear()
+    batch = sim.client().debounce("batch")
+    batch.add(id="b", event=1)
+    with in_flight(gate, lambda: batch.flush("b")):
+        assert batch.add(id="b", event=2).queued
+    assert batch.get_state("b") == (2,)
+    assert types(sim.telemetry).count("job.terminated") == 2
+
+
+def test_a_queued_add_the_reducer_refuses_leaves_no_empty_batch(make: Make) -> None:
+    gate = Gate()
+
+    def fold(ctx: DebounceEventContext[int, tuple[int, ...]]) -> tuple[int, ...]:
+        if ctx.event < 0:
+            raise ValueError("negative")
+        return (*(ctx.state or ()), ctx.event)
+
+    def flush(ctx: DebounceContext[tuple[int, ...]]) -> None:
+        gate.hold()
+
+    job = Debounce.make(
+        event=int, state=tuple[int, ...], on_event=fold, execute=flush, flush_after="1 h"
+    )
+    sim = make(Jobs(batch=job))
+    batch = sim.client().debounce("batch")
+    batch.add(id="b", event=1)
+    with in_flight(gate, lambda: batch.flush("b")):
+        assert batch.add(id="b", event=-1).queued
+    assert batch.status("b").status == "not_found"
+    assert sim.next_alarm_at() is None
+
+
+def test_a_waiting_client_in_a_hook_runs_the_work_it_waits_for(make: Make) -> None:
+    """On an interpreter that is its own worker, a client that waits, called from a
+    hook, does not wait for work only this call would run: it runs it."""
+    log: list[str] = []
+    holder: dict[str, Harness] = {}
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        log.append(f"on_event {ctx.id} {ctx.event}")
+        if ctx.id == "a":
+            other = holder["sim"].client(wait="5 seconds").task("flow")
+            assert other.trigger("b").queued is False
+            assert other.send(id="b", event=9).queued is False
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        log.append(f"execute {ctx.id}")
+
+    job = Task.make(state=int, event=int, on_event=on_event, execute=execute)
+    sim = make(Jobs(flow=job))
+    holder["sim"] = sim
+    client = sim.client().task("flow")
+    client.send(id="b", event=1)
+    started = time.monotonic()
+    client.send(id="a", event=1)
+    assert time.monotonic() - started < 2  # it did not wait out its 5 seconds
+    assert log == ["on_event b 1", "on_event a 1", "execute b", "on_event b 9"]
+
+
+def test_work_that_keeps_making_work_due_cannot_keep_a_call_from_returning(
+    make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder: dict[str, Harness] = {}
+    runs: list[str] = []
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        runs.append(ctx.id)
+        if len(runs) < 5000:  # (so that a regression fails instead of hanging)
+            holder["sim"].client().task("flow").trigger("y" if ctx.id == "x" else "x")
+
+    job = Task.make(state=int, event=int, on_event=lambda ctx: None, execute=execute)
+    sim = make(Jobs(flow=job))
+    holder["sim"] = sim
+    client = sim.client().task("flow")
+    client.send(id="x", event=0)
+    client.send(id="y", event=0)
+    with caplog.at_level("WARNING", logger="durable_jobs"):
+        assert client.trigger("x").triggered
+    assert 500 <= len(runs) <= 2000  # bounded, and the rest stays due
+    assert "left for advance or a worker" in caplog.text
+    assert sim.next_alarm_at() == START

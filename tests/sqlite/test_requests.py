@@ -4,6 +4,8 @@ and return; a worker runs it. ``inline=True`` asks for the memory interpreter's 
 from __future__ import annotations
 
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,3 +142,51 @@ def test_a_burst_of_events_gets_one_on_idle_after_the_last(tmp_path: Path) -> No
         assert idled == []
         assert db.run_due() == 1
     assert idled == [3]
+
+
+def test_events_queued_behind_runs_are_each_handled_once_under_steady_sends(
+    tmp_path: Path,
+) -> None:
+    """A producer keeps sending while a worker applies the sends queued behind runs:
+    each event's ``on_event`` runs once and every event is accepted (a queued send's
+    handler is a committed run, so new requests queue behind it instead of making the
+    worker start it again)."""
+    runs: Counter[int] = Counter()
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        runs[ctx.event] += 1
+        time.sleep(0.004)
+        ctx.set_state(ctx.event)
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        time.sleep(0.02)
+
+    jobs = Jobs(t=Task.make(state=int, event=int, on_event=on_event, execute=execute))
+    path = tmp_path / "jobs.db"
+    with (
+        SqliteInterpreter(jobs, path, synchronous="OFF") as worker,
+        SqliteInterpreter(jobs, path, synchronous="OFF") as producer,
+    ):
+        client = producer.client().task("t")
+        client.send(id="a", event=0)
+        client.trigger("a")  # a run owed: the sends that follow queue behind it
+        thread = threading.Thread(target=worker.run_forever, kwargs={"poll": "50 ms"})
+        thread.start()
+        try:
+            sent = 0
+            deadline = time.monotonic() + 0.6
+            while time.monotonic() < deadline:
+                sent += 1
+                client.send(id="a", event=sent)
+                time.sleep(0.002)
+            for _ in range(1000):
+                accepted = client.status("a").event_count
+                if accepted == sent + 1:
+                    break
+                time.sleep(0.01)
+        finally:
+            worker.stop()
+            thread.join(10)
+    assert accepted == sent + 1
+    assert sorted(runs) == list(range(sent + 1))
+    assert max(runs.values()) == 1
