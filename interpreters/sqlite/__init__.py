@@ -25,6 +25,8 @@ from durable_jobs.interpreters.sqlite.worker import (
     BATCH,
     CHANGE_CHECK,
     GROUP_COMMIT,
+    HOT_CHECK,
+    HOT_FOR,
     SqliteInterpreter,
 )
 
@@ -32,6 +34,8 @@ __all__ = [
     "BATCH",
     "CHANGE_CHECK",
     "GROUP_COMMIT",
+    "HOT_CHECK",
+    "HOT_FOR",
     "MIGRATIONS",
     "SCHEMA",
     "SYNCHRONOUS",

@@ -2,7 +2,7 @@
 
 Run it from the repository root, with the package installed::
 
-    python tests/benchmarks/bench_pickup.py                      # full run (about a minute)
+    python tests/benchmarks/bench_pickup.py                      # full run (about 2.5 minutes)
     python tests/benchmarks/bench_pickup.py --quick              # smaller smoke run
     python tests/benchmarks/bench_pickup.py --synchronous NORMAL # another durability level
 
@@ -13,9 +13,10 @@ how long that takes when the worker is another process, as in production.
 * **The worker** is the real command, ``durable-jobs worker bench_pickup:JOBS --db
   FILE`` (default options: 8 workers), started as a child process in this folder and
   ready (a warm-up request ran) before anything is timed. It sleeps between claims and
-  notices another process's commit by polling ``PRAGMA data_version`` every
-  ``CHANGE_CHECK`` (0.02 s), so a pickup is expected to take about half that on
-  average, plus a claim and the commit of the attempt (one fsync at FULL).
+  notices another process's commit by polling ``PRAGMA data_version``: every
+  ``HOT_CHECK`` (1 ms) while it had work in the last ``HOT_FOR`` (1 s), else every
+  ``CHANGE_CHECK`` (20 ms). So a pickup is expected to take about half the interval in
+  use, plus a claim and the commit of the attempt (one fsync at FULL).
 * **The producer** is this process: a ``SqliteInterpreter`` opened with the default
   ``inline=False`` (so it runs no job code) and the same ``synchronous``.
 * **Requests**, each to its own instance, so that none is queued behind another:
@@ -32,7 +33,9 @@ Two shapes per request kind:
 
 * *spaced*: N requests (default 200; ``--quick`` 30), each sent only after the previous
   one's ``execute`` started, then a pause drawn from 30 to 80 ms (seeded), so that each
-  request is picked up on its own, at a random phase of the worker's 20 ms polling;
+  request is picked up on its own by a worker that had work a moment ago (1 ms checks);
+* *idle*: I requests (default 20; ``--quick`` 4) the same way with pauses of 1.1 to
+  1.5 s, so that the worker has gone back to its 20 ms checks (a random phase of them);
 * *burst*: B requests (default 200; ``--quick`` 30) sent back to back; each one's
   latency is measured from its own return, so later ones include the time the worker
   takes to work through those before them.
@@ -69,7 +72,13 @@ from durable_jobs import (
     TaskContext,
     WorkerPool,
 )
-from durable_jobs.interpreters.sqlite import CHANGE_CHECK, SYNCHRONOUS, SqliteInterpreter
+from durable_jobs.interpreters.sqlite import (
+    CHANGE_CHECK,
+    HOT_CHECK,
+    HOT_FOR,
+    SYNCHRONOUS,
+    SqliteInterpreter,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 LOG_ENV = "BENCH_PICKUP_LOG"
@@ -77,6 +86,8 @@ LOG_ENV = "BENCH_PICKUP_LOG"
 POOL_SHARDS = 8
 GAP_S = (0.030, 0.080)
 """The pause after each spaced request's ``execute`` started (uniform, seeded)."""
+IDLE_GAP_S = (HOT_FOR + 0.1, HOT_FOR + 0.5)
+"""The pause after each idle request's ``execute`` started: the worker cools down."""
 WARM_UP = 5
 WAIT_LIMIT_S = 60.0
 
@@ -196,9 +207,9 @@ def _measure(
         after = time.time_ns()
         returned[key] = after
         took.append((after - before) / 1e6)
-        if shape == "spaced":
+        if shape in ("spaced", "idle"):
             log.wait_for([(kind, key)])
-            time.sleep(rng.uniform(*GAP_S))
+            time.sleep(rng.uniform(*(GAP_S if shape == "spaced" else IDLE_GAP_S)))
     log.wait_for([(kind, key) for key in keys])
     latency = tuple((log.seen[kind, key] - returned[key]) / 1e6 for key in keys)
     sent = (returned[keys[-1]] - first) / 1e6
@@ -282,7 +293,8 @@ def _summary(results: list[Samples], synchronous: str, quick: bool, load_at_star
         f"{platform.machine()}, {_cores()}, {platform.platform()}",
         f"load average at start {load_at_start}; at end {_load()}",
         f"--synchronous {synchronous}; worker: `durable-jobs worker` process (8 workers), "
-        f"PRAGMA data_version checked every {CHANGE_CHECK * 1000:g} ms; "
+        f"PRAGMA data_version checked every {HOT_CHECK * 1000:g} ms for {HOT_FOR:g} s after "
+        f"work, else every {CHANGE_CHECK * 1000:g} ms; "
         "producer: SqliteInterpreter(inline=False)",
         "-" * 92,
         f"   {'request':<26}{'shape':<8}{'n':>5}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}"
@@ -325,11 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--spaced", type=int, default=None, help="spaced requests per kind")
     parser.add_argument("--burst", type=int, default=None, help="requests per burst")
+    parser.add_argument("--idle", type=int, default=None, help="idle requests per kind")
     parser.add_argument("--seed", type=int, default=7, help="seed of the pauses")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary files go")
     args = parser.parse_args(argv)
     spaced: int = args.spaced or (30 if args.quick else 200)
     burst: int = args.burst or (30 if args.quick else 200)
+    idle: int = args.idle or (4 if args.quick else 20)
     sync: str = args.synchronous
     rng = random.Random(args.seed)
     load_at_start = _load()
@@ -340,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"files in {folder}; synchronous={sync}", flush=True)
         with SqliteInterpreter(JOBS, path, synchronous=sync) as db:
             _require(not db.inline, "the producer must leave job code to the worker")
-            count = WARM_UP + spaced + burst
+            count = WARM_UP + spaced + burst + idle
             requests = _requests(db, count)
             err = (folder / "worker.err").open("wb")
             worker = _start_worker(path, sync, log_path, err)
@@ -350,7 +364,12 @@ def main(argv: list[str] | None = None) -> int:
                     keys = [_key(kind, n) for n in range(count)]
                     warm, rest = keys[:WARM_UP], keys[WARM_UP:]
                     _measure(log, kind, "spaced", request, warm, rng)  # not counted
-                    for shape, chosen in (("spaced", rest[:spaced]), ("burst", rest[spaced:])):
+                    shapes = (
+                        ("spaced", rest[:spaced]),
+                        ("burst", rest[spaced : spaced + burst]),
+                        ("idle", rest[spaced + burst :]),
+                    )
+                    for shape, chosen in shapes:
                         print(f"{kind}: {len(chosen)} requests, {shape} ...", flush=True)
                         results.append(_measure(log, kind, shape, request, chosen, rng))
                         print(f"   p50 {results[-1].quantile(0.5):.1f} ms", flush=True)
