@@ -171,6 +171,14 @@ def _seconds(value: float) -> str:
 _log = logging.getLogger("durable_jobs")
 
 
+class _Owing(list[tuple[InstanceKey, Definition]]):
+    """The instances a top-level request of an inline engine left owing due-now work;
+    ``open`` until that request returns (a copied context, such as a hook abandoned on
+    its timeout, can outlive it)."""
+
+    open = True
+
+
 class Restart(Exception):
     """The stored instance changed under a chain's working snapshot: run it again."""
 
@@ -378,8 +386,8 @@ class Engine:
         self._inline = bool(inline)
         # The (key, definition) of instances left owing due-now work by the top-level
         # request of this context (inline engines only; None outside such a request).
-        self._owing: contextvars.ContextVar[list[tuple[InstanceKey, Definition]] | None] = (
-            contextvars.ContextVar("durable_jobs_owing", default=None)
+        self._owing: contextvars.ContextVar[_Owing | None] = contextvars.ContextVar(
+            "durable_jobs_owing", default=None
         )
         self._stopping = False
         self._definitions: dict[str, Definition] = dict(jobs.items())
@@ -452,15 +460,22 @@ class Engine:
     def dispatch(self, definition: Definition, request: Request) -> ReplyValue:
         key = instance_key(definition.job_type, definition.name, request.id)
         GUARD.refuse_one(self, key)
-        top = self._inline and self._owing.get() is None and not GUARD.active(self)
+        current = self._owing.get()
+        if current is not None and current.open:
+            top = False  # a request made by a hook of a request in progress
+        elif current is not None:
+            top = self._inline  # from code that outlived its request (an abandoned hook)
+        else:
+            top = self._inline and not GUARD.active(self)  # (advance runs its own alarms)
         if not top:
             return self._answer(key, definition, request)
-        owing: list[tuple[InstanceKey, Definition]] = []
+        owing = _Owing()
         token = self._owing.set(owing)
         try:
             reply = self._answer(key, definition, request)
             self._run_owed(owing)
         finally:
+            owing.open = False  # copies of this context (a hook left running) see it ended
             self._owing.reset(token)
         return reply
 
@@ -640,10 +655,10 @@ class Engine:
             if type(result) is Failure:  # exact: the core builds no subclass (and an ABC
                 raise result.failure().error()  # isinstance check is slow on this path)
             transition: Transition[Any] = result.unwrap()
-            if self._inline and self._owing.get() is not None and owes_work(transition.snapshot):
+            if self._inline and owes_work(transition.snapshot):
                 owing = self._owing.get()
-                assert owing is not None
-                owing.append((key, definition))
+                if owing is not None and owing.open:
+                    owing.append((key, definition))
             if self._observes:
                 if defer is None:
                     self._observe(key, input_, transition)

@@ -404,3 +404,40 @@ def test_work_that_keeps_making_work_due_cannot_keep_a_call_from_returning(
     assert 500 <= len(runs) <= 2000  # bounded, and the rest stays due
     assert "left for advance or a worker" in caplog.text
     assert sim.next_alarm_at() == START
+
+
+def test_a_request_from_a_hook_that_outlived_its_call_still_gets_its_work_run(
+    make: Make,
+) -> None:
+    """A sync hook abandoned on its timeout goes on in its thread; a request it makes
+    after its own call returned is top-level, so the work it makes due runs (it is not
+    left on the finished call's list)."""
+    holder: dict[str, Harness] = {}
+    ran: list[str] = []
+    done = threading.Event()
+
+    def slow(ctx: TaskContext[int, int]) -> None:
+        time.sleep(0.3)
+        holder["sim"].client().task("flow").trigger("b")
+        done.set()
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        ran.append(ctx.id)
+
+    jobs = Jobs(
+        slow=Task.make(
+            state=int, event=int, on_event=lambda ctx: None, execute=slow, timeout="100 ms"
+        ),
+        flow=Task.make(state=int, event=int, on_event=lambda ctx: None, execute=execute),
+    )
+    sim = make(jobs)
+    holder["sim"] = sim
+    sim.client().task("flow").send(id="b", event=0)
+    sim.client().task("slow").send(id="a", event=0)
+    assert sim.client().task("slow").trigger("a").triggered  # its execute times out
+    assert done.wait(WAIT)
+    for _ in range(200):
+        if ran:
+            break
+        time.sleep(0.01)
+    assert ran == ["b"]
