@@ -42,7 +42,7 @@ from returns.result import Result, Success
 from durable_jobs import _runtime as rt
 from durable_jobs._commands import Command, DebounceExecute, DebounceReduce, Emit, RunUserCode
 from durable_jobs._definitions import DebounceDefinition
-from durable_jobs._errors import ErrorInfo, Rejection
+from durable_jobs._errors import Rejection
 from durable_jobs._inputs import (
     AlarmFired,
     DebounceAdd,
@@ -347,11 +347,12 @@ def _after_reduce(
     if not caller:
         if rt.interrupted(outcome):
             # The worker died while the reducer of a queued add ran: the add stays at
-            # the head of pending and is reduced again (the failure is recorded).
-            effects = rt.failure_effects(snapshot.key, run, INTERRUPTED_ADD, None, 0, now)
-            return rt.commit(
-                _alarm_for(definition), attrs.evolve(snapshot, in_flight=None), effects
-            )
+            # the head of pending and is reduced again, up to MAX_INTERRUPTS times.
+            again, error = rt.after_interrupt(snapshot)
+            effects = rt.failure_effects(snapshot.key, run, error, None, 0, now)
+            if again.event_count == 0 and again.attempts.retry_at is None:
+                return _emptied(definition, again, effects, now)  # (dropped, and no batch)
+            return rt.commit(_alarm_for(definition), again, effects)
         snapshot = attrs.evolve(snapshot, pending=snapshot.pending[1:])  # decided: taken off
     if isinstance(outcome, UserCodeSucceeded):
         return _accept(definition, snapshot, outcome.state, now, run.created, caller)
@@ -372,12 +373,6 @@ def _after_reduce(
             return _emptied(definition, before, effects, now)  # no batch: nothing to keep
         return rt.commit(_alarm_for(definition), before, effects)
     return rt.keep(before, effects, RequestFailed(hook="on_event", error=outcome.error))
-
-
-INTERRUPTED_ADD = ErrorInfo(
-    type="Interrupted",
-    message="the worker stopped while a queued add was reduced; it will be reduced again",
-)
 
 
 def _after_flush(

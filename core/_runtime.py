@@ -91,6 +91,7 @@ __all__ = [
     "Pending",
     "RetryAt",
     "Transition",
+    "after_interrupt",
     "owes_work",
 ]
 
@@ -99,6 +100,12 @@ Origin = Literal["alarm", "start", "trigger", "add", "flush", "send", "queued"]
 caller); ``queued`` is a request taken from ``pending`` in a worker."""
 
 PendingKind = Literal["trigger", "send", "add", "flush", "clear", "idle"]
+
+MAX_INTERRUPTS: Final = 3
+"""How many times a queued request's hook may be cut off by its worker dying before the
+request is dropped (recorded as ``job.failed``): a request whose hook kills the worker
+(say, it exhausts memory) must not stop its instance, and crash worker after worker,
+for ever."""
 
 MAX_PENDING: Final = 1000
 """How many entries ``pending`` holds at most; a request beyond is refused
@@ -147,6 +154,8 @@ class Pending(Generic[E]):
     at: Instant
     event: E | None = None
     reason: str | None = None
+    interrupted: int = 0
+    """How many times a worker died while this entry's hook ran (see ``after_interrupt``)."""
 
 
 @attrs.frozen
@@ -435,6 +444,34 @@ def queue_behind(
         )
     owing = evolve(snapshot, pending=(*pending, entry))
     return Success(commit(desired_alarm, owing, reply=reply))
+
+
+def after_interrupt(snapshot: SnapshotT) -> tuple[SnapshotT, ErrorInfo]:
+    """The snapshot after the worker died while the hook of the queued request at the
+    head of ``pending`` ran: the request stays at the head and runs again, or, once it
+    was cut off ``MAX_INTERRUPTS`` times, is taken off; and the error to record.
+
+    >>> from durable_jobs.protocol import InstanceKey, TaskSnapshot
+    >>> owing = TaskSnapshot(InstanceKey("task", "t", "u"), Instant(0),
+    ...                      pending=(Pending("send", Instant(0), 1),))
+    >>> once, error = after_interrupt(owing)
+    >>> once.pending[0].interrupted, error.message
+    (1, 'the worker stopped while a queued send was handled; it runs again')
+    >>> after_interrupt(after_interrupt(once)[0])[0].pending
+    ()
+    """
+    pending: tuple[Pending[Any], ...] = snapshot.pending  # type: ignore[attr-defined]
+    entry, rest = pending[0], pending[1:]
+    times = entry.interrupted + 1
+    if times >= MAX_INTERRUPTS:
+        message = (
+            f"the worker stopped {times} times while a queued {entry.kind} was handled; "
+            "the request is dropped"
+        )
+        return evolve(snapshot, in_flight=None, pending=rest), ErrorInfo("Interrupted", message)
+    message = f"the worker stopped while a queued {entry.kind} was handled; it runs again"
+    again = (evolve(entry, interrupted=times), *rest)
+    return evolve(snapshot, in_flight=None, pending=again), ErrorInfo("Interrupted", message)
 
 
 def take_pending(snapshot: SnapshotT) -> tuple[Pending[Any], SnapshotT]:

@@ -372,9 +372,10 @@ def _after_run(
     queued = run.origin == "queued" and run.hook in ("on_event", "on_error")
     if queued and rt.interrupted(outcome):
         # The worker died while a queued send's handler ran: the send stays at the head
-        # of pending and runs again (the failure is recorded).
-        effects = rt.failure_effects(key, run, INTERRUPTED_SEND, None, snapshot.execute_count, now)
-        return rt.commit(_alarm, attrs.evolve(snapshot, in_flight=None), effects)
+        # of pending and runs again, up to MAX_INTERRUPTS times (each recorded).
+        again, error = rt.after_interrupt(snapshot)
+        effects = rt.failure_effects(key, run, error, None, snapshot.execute_count, now)
+        return rt.commit(_alarm, again, effects)
     handing_on = (
         run.hook == "on_event"
         and isinstance(outcome, UserCodeFailed)
@@ -447,12 +448,6 @@ def _rejected(
     if run.origin == "queued" and before is not None:
         return rt.commit(_alarm, before, effects)
     return rt.keep(before, effects, RequestFailed(hook=hook, error=error))
-
-
-INTERRUPTED_SEND = ErrorInfo(
-    type="Interrupted",
-    message="the worker stopped while a queued send was handled; it will be handled again",
-)
 
 
 def _terminated(

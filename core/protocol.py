@@ -123,7 +123,15 @@ from durable_jobs._results import (
     StateResult,
 )
 from durable_jobs._retry import ConstantBackoff, ExponentialBackoff, LinearBackoff
-from durable_jobs._runtime import MAX_PENDING, Attempts, InFlight, Pending, Transition, owes_work
+from durable_jobs._runtime import (
+    MAX_INTERRUPTS,
+    MAX_PENDING,
+    Attempts,
+    InFlight,
+    Pending,
+    Transition,
+    owes_work,
+)
 from durable_jobs._schedule import Cron, Every
 from durable_jobs._serialization import (
     EVENT_VERSION_KEY,
@@ -150,6 +158,7 @@ __all__ = [
     "MAX_DURATION",
     "MAX_ID_LENGTH",
     "MAX_INT",
+    "MAX_INTERRUPTS",
     "MAX_PENDING",
     "PAYLOAD_CLASSES",
     "PRUNE_BATCH",

@@ -13,10 +13,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable_jobs import Instant, Jobs, Task, TaskContext
+from durable_jobs import Instant, JobFailed, Jobs, Task, TaskContext
 from durable_jobs.protocol import (
+    MAX_INTERRUPTS,
     AlarmFired,
     Codec,
+    Emit,
     InstanceKey,
     Pending,
     RunInterrupted,
@@ -56,7 +58,8 @@ def test_a_queued_send_survives_its_worker_dying_and_runs_again(events: list[int
     run_id = _run(started).run_id
     after = decide(JOB, running, RunInterrupted(run_id=run_id), Instant(30)).unwrap().snapshot
     assert after.in_flight is None
-    assert after.pending == _owing(events).pending  # nothing lost: it runs again
+    assert [p.event for p in after.pending] == events  # nothing lost: it runs again
+    assert after.pending[0].interrupted == 1
     assert after.alarm_at == Instant(10)
     again = decide(JOB, after, AlarmFired(Instant(10)), Instant(40)).unwrap()
     done = (
@@ -82,3 +85,25 @@ def test_a_row_with_nothing_pending_is_written_without_the_field() -> None:
     owing = codec.encode_snapshot(_owing([7]))
     assert json.loads(owing)["snapshot"]["pending"][0]["event"] == 7
     assert codec.decode_snapshot(owing) == _owing([7])
+
+
+def test_a_queued_send_whose_hook_keeps_killing_its_worker_is_dropped() -> None:
+    """After ``MAX_INTERRUPTS`` interrupted runs the request is taken off (recorded as
+    ``job.failed``), and the next one runs: one request cannot stop its instance."""
+    snapshot: Any = _owing([1, 2])
+    failures: list[JobFailed] = []
+    for _ in range(MAX_INTERRUPTS):
+        started = decide(JOB, snapshot, AlarmFired(Instant(10)), Instant(20)).unwrap()
+        ended = decide(
+            JOB, started.snapshot, RunInterrupted(run_id=_run(started).run_id), Instant(30)
+        ).unwrap()
+        failures += [
+            c.event
+            for c in ended.commands
+            if isinstance(c, Emit) and isinstance(c.event, JobFailed)
+        ]
+        snapshot = ended.snapshot
+    assert [p.event for p in snapshot.pending] == [2]
+    assert [f.error.type for f in failures] == ["Interrupted"] * MAX_INTERRUPTS
+    assert "is dropped" in failures[-1].error.message
+    assert snapshot.alarm_at == Instant(11)  # the next request is due
