@@ -404,7 +404,9 @@ def busy(snapshot: OwingSnapshot) -> Failure[Rejection]:
         since = to_datetime(run.started_at).isoformat()
         what = f"a run of {run.hook} (attempt {run.attempt}) since {since}"
     else:
-        what = f"{len(snapshot.pending)} request(s) queued for a worker"
+        kinds = ", ".join(entry.kind for entry in snapshot.pending[:3])
+        more = ", ..." if len(snapshot.pending) > 3 else ""
+        what = f"{len(snapshot.pending)} pending for a worker ({kinds}{more})"
     return Failure(Rejection("busy", f"{instance_id} is busy with {what}"))
 
 
