@@ -49,9 +49,12 @@ P = TypeVar("P")
 
 @attrs.frozen
 class ContinuousStartResult:
+    """``status`` is ``"running"``: the instance exists (a first run, with
+    ``start_immediately``, is due now and runs in a worker)."""
+
     instance_id: str
     created: bool
-    status: Literal["running", "terminated"]
+    status: Literal["running"]
 
 
 @attrs.frozen

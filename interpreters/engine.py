@@ -655,10 +655,6 @@ class Engine:
             if type(result) is Failure:  # exact: the core builds no subclass (and an ABC
                 raise result.failure().error()  # isinstance check is slow on this path)
             transition: Transition[Any] = result.unwrap()
-            if self._inline and owes_work(transition.snapshot):
-                owing = self._owing.get()
-                if owing is not None and owing.open:
-                    owing.append((key, definition))
             if self._observes:
                 if defer is None:
                     self._observe(key, input_, transition)
@@ -666,6 +662,10 @@ class Engine:
                     defer.seen.append((key, input_, transition))
             step, run, reply = plan_of(key, version, transition)
             after = transition.snapshot
+            if self._inline and step is not None and owes_work(after):  # (a query: no step)
+                owing = self._owing.get()
+                if owing is not None and owing.open:
+                    owing.append((key, definition))
             if step is not None:
                 plan = step if plan is None else plan.then(step)
                 if step.write != "keep":
