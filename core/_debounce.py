@@ -318,7 +318,7 @@ def _status(
     flushes = [entry.at for entry in snapshot.pending if entry.kind == "flush"]
     if flushes:
         flush_at: Instant | None = flushes[0]
-    elif snapshot.in_flight is not None or (
+    elif (snapshot.in_flight is not None and snapshot.in_flight.hook == "execute") or (
         snapshot.event_count == 0 and snapshot.attempts.retry_at is None
     ):
         flush_at = None  # flushing now, or nothing to flush

@@ -829,10 +829,15 @@ class Codec:
     # ----------------------------------------------------------------- snapshots
     def encode_snapshot(self, snapshot: Any) -> str:
         body = self.converter.unstructure(snapshot, self.snapshot_type)
-        if body.get("pending") == []:
+        pending = body.get("pending")
+        if pending == []:
             # Left out when empty (it reads back as empty): rows stay readable by the
             # releases before ``pending`` existed, for a rolling deploy.
             del body["pending"]
+        elif pending:
+            for entry in pending:  # likewise the count added later, while it is 0
+                if entry.get("interrupted") == 0:
+                    del entry["interrupted"]
         envelope: dict[str, Any] = {"schema": SCHEMA_VERSION, STATE_VERSION_KEY: self.state_version}
         if self.is_pool or self.event_version > 1:  # its current or pending events
             envelope[EVENT_VERSION_KEY] = self.event_version

@@ -375,6 +375,8 @@ def _after_run(
         # of pending and runs again, up to MAX_INTERRUPTS times (each recorded).
         again, error = rt.after_interrupt(snapshot)
         effects = rt.failure_effects(key, run, error, None, snapshot.execute_count, now)
+        if _untouched(again):
+            return rt.purge(key, effects)
         return rt.commit(_alarm, again, effects)
     handing_on = (
         run.hook == "on_event"
@@ -446,6 +448,8 @@ def _rejected(
     its entry is taken off with the failure recorded (``job.failed``)."""
     before = None if run.created else attrs.evolve(snapshot, in_flight=None)
     if run.origin == "queued" and before is not None:
+        if _untouched(before):  # a fresh task (after a terminate) its only send left
+            return rt.purge(before.key, effects)
         return rt.commit(_alarm, before, effects)
     return rt.keep(before, effects, RequestFailed(hook=hook, error=error))
 
@@ -453,11 +457,16 @@ def _rejected(
 def _terminated(
     snapshot: TaskSnapshot[Any, Any], effects: list[Command], reply: ReplyValue | None, now: Instant
 ) -> rt.Transition[Any]:
-    """A hook called ``ctx.terminate()``: purge the task. Sends queued behind the run were
-    answered ``queued=True`` and come after it, so they are kept, for a fresh task (as a
-    send after a terminate would create one); queued triggers and an owed ``on_idle``
-    go with the task."""
-    sends = tuple(entry for entry in snapshot.pending if entry.kind == "send")
+    """A hook called ``ctx.terminate()``: purge the task. Requests queued behind the run
+    were answered ``queued=True`` and come after it: from the first send on they are
+    kept, in order, for a fresh task (as a send after a terminate would create one);
+    triggers before any send (a trigger of no task does nothing) and an owed
+    ``on_idle`` go with the task."""
+    kept: list[rt.Pending[Any]] = []
+    for entry in snapshot.pending:  # from the first send on, in order (an owed on_idle
+        if (kept or entry.kind == "send") and entry.kind != "idle":  # is the old task's)
+            kept.append(entry)
+    sends = tuple(kept)
     if not sends:
         return rt.purge(snapshot.key, effects, reply)
     fresh: TaskSnapshot[Any, Any] = TaskSnapshot(
@@ -468,3 +477,17 @@ def _terminated(
         version=snapshot.version,
     )
     return rt.commit(_alarm, fresh, effects, reply=reply)
+
+
+def _untouched(snapshot: TaskSnapshot[Any, Any]) -> bool:
+    """A task that holds nothing: no state, no event accepted, no run, nothing scheduled
+    or pending (what a fresh task is when the sends it was made for did not take)."""
+    return (
+        snapshot.state is None
+        and snapshot.event_count == 0
+        and snapshot.execute_count == 0
+        and snapshot.scheduled_at is None
+        and not snapshot.pending
+        and snapshot.in_flight is None
+        and snapshot.attempts == rt.FRESH
+    )

@@ -172,9 +172,9 @@ _log = logging.getLogger("durable_jobs")
 
 
 class _Owing(list[tuple[InstanceKey, Definition]]):
-    """The instances a top-level request of an inline engine left owing due-now work;
-    ``open`` until that request returns (a copied context, such as a hook abandoned on
-    its timeout, can outlive it)."""
+    """The instances a top-level request of an inline engine left owing due-now work,
+    each listed once until its work runs; ``open`` until that request returns (a copied
+    context, such as a hook abandoned on its timeout, can outlive it)."""
 
     open = True
 
@@ -332,6 +332,7 @@ class Chain:
     unsaved = False
     expected: int | None = None  # the stored version ``working`` came from
     reply: ReplyValue | None = None
+    owes = False  # a step left the instance owing due-now work (inline engines)
 
     def __init__(
         self,
@@ -477,6 +478,8 @@ class Engine:
         finally:
             owing.open = False  # copies of this context (a hook left running) see it ended
             self._owing.reset(token)
+        if owing:  # added by a hook's thread between the last run and the close
+            self._run_owed(owing)
         return reply
 
     def _answer(self, key: InstanceKey, definition: Definition, request: Request) -> ReplyValue:
@@ -495,10 +498,13 @@ class Engine:
             except ConflictError as error:
                 if started is None:
                     started = time.monotonic()
-                if self._inline and isinstance(error, BusyError):
-                    # Busy with work due now that only this engine runs (it is its own
-                    # worker): run it here rather than wait for it.
-                    self._run_owed([(key, definition)])
+                    if self._inline and isinstance(error, BusyError):
+                        # Busy with work due now that only this engine runs (it is its
+                        # own worker): run it here rather than wait for it, as a worker
+                        # would: in a context of its own, outside the hook that may be
+                        # asking (so the work it does sees that hook's run in flight, not
+                        # a re-entrant call).
+                        contextvars.Context().run(self._run_owed, _Owing([(key, definition)]))
                 self._wait_or_give_up(key, request, started, error)
             else:
                 if reply is None:  # pragma: no cover - every request chain ends in a reply
@@ -663,9 +669,7 @@ class Engine:
             step, run, reply = plan_of(key, version, transition)
             after = transition.snapshot
             if self._inline and step is not None and owes_work(after):  # (a query: no step)
-                owing = self._owing.get()
-                if owing is not None and owing.open:
-                    owing.append((key, definition))
+                chain.owes = True
             if step is not None:
                 plan = step if plan is None else plan.then(step)
                 if step.write != "keep":
@@ -704,6 +708,12 @@ class Engine:
         step = self._step
         while True:
             run = step(chain, outcome)
+            if chain.owes:  # (set by _resume: an inline engine's work due now)
+                chain.owes = False
+                owing = self._owing.get()  # this thread's, whichever thread made the step
+                entry = (chain.key, chain.definition)
+                if owing is not None and owing.open and entry not in owing:
+                    owing.append(entry)  # (once: one chain runs all of an instance's work)
             if run is None:
                 return chain.reply
             outcome = self._run(chain, run)

@@ -38,7 +38,8 @@ the interpreter was opened with ``inline=True``: it commits the transition that 
 the run due now and returns; a worker (``durable-jobs worker``, ``run_forever``) in this
 or another process picks the row up (a call from this process wakes its own worker at
 once; another process's worker sees the change through ``PRAGMA data_version`` within
-``HOT_CHECK`` while work flowed in the last ``HOT_FOR``, else within ``CHANGE_CHECK``). ``inline=True`` makes this interpreter its own worker for what its
+``HOT_CHECK`` for ``HOT_FOR`` after such a commit woke it, else within
+``CHANGE_CHECK``). ``inline=True`` makes this interpreter its own worker for what its
 requests leave due now, as the memory interpreter is: for scripts, notebooks and the
 contract suite on a ``ManualClock``. A request whose working snapshot changed under it
 runs again (``Restart``); one that meets a run in flight is queued behind it by the
@@ -135,11 +136,12 @@ RETRY_PAUSE: Final = 0.5
 CHANGE_CHECK: Final = 0.02
 """Seconds between checks of ``PRAGMA data_version`` while the worker sleeps idle."""
 HOT_CHECK: Final = 0.001
-"""Seconds between those checks while work flowed lately (within ``HOT_FOR``)."""
+"""Seconds between those checks while other processes' commits keep coming (``HOT_FOR``)."""
 HOT_FOR: Final = 1.0
-"""Seconds after its last work during which a sleeping worker checks every ``HOT_CHECK``:
-a steady stream from another process is picked up in about a millisecond, and an idle
-worker costs a check every ``CHANGE_CHECK``."""
+"""Seconds after another process's commit woke it during which a sleeping worker checks
+every ``HOT_CHECK``: a steady stream from another process is picked up in about a
+millisecond, and an idle worker (or one woken only by its own alarms) costs a check
+every ``CHANGE_CHECK``."""
 
 _log = logging.getLogger("durable_jobs")
 
@@ -286,7 +288,7 @@ class SqliteInterpreter(Engine):
         self._shared = _SharedCommits(self)
         self._lost: set[str] = set()  # runs here whose lease another worker took over
         self._aside: dict[str, int] = {}  # unreadable rows skipped until (monotonic ms)
-        self._worked_at = -HOT_FOR  # when run_forever last had work (time.monotonic)
+        self._hot_until = 0.0  # checks every HOT_CHECK until then (time.monotonic)
         self._monotonic = monotonic_of(chosen)
         self.errors: list[DurableJobsError] = []
         """Errors met while running due work (each also logged)."""
@@ -398,7 +400,8 @@ class SqliteInterpreter(Engine):
         that are ready share one transaction, so concurrent runs share their commits
         (group commit). Between claims the worker sleeps until the next alarm; a call
         from this process wakes it at once, and a change made by another process is seen
-        within ``HOT_CHECK`` (``CHANGE_CHECK`` when it had no work for ``HOT_FOR``)
+        within ``HOT_CHECK`` for ``HOT_FOR`` after another process's commit woke it
+        (else within ``CHANGE_CHECK``)
         through ``PRAGMA data_version`` (``poll`` bounds the sleep
         in any case).
         """
@@ -444,7 +447,6 @@ class SqliteInterpreter(Engine):
                 active.update((chain.key.instance_id, chain) for chain in fresh)
                 ready.extend((chain, None) for chain in fresh)
             if ready:
-                self._worked_at = time.monotonic()
                 runs = self._advance(ready)
                 going = {chain.key.instance_id for chain, _ in runs}
                 for chain, _ in ready:
@@ -566,13 +568,16 @@ class SqliteInterpreter(Engine):
             left = deadline - now
             if left <= 0:
                 return
-            # Work flowed lately (a producer in another process, say): look again soon,
-            # so that the next job waits a millisecond, not half of CHANGE_CHECK.
-            check = HOT_CHECK if now - self._worked_at < HOT_FOR else CHANGE_CHECK
+            # Another process's commits woke this worker lately (a producer, say): look
+            # again soon, so that its next job waits a millisecond, not half of
+            # CHANGE_CHECK. (Waking for this worker's own alarms does not count: a job
+            # every second does not keep the worker checking a thousand times a second.)
+            check = HOT_CHECK if now < self._hot_until else CHANGE_CHECK
             if self._wake.wait(min(left, check)):
                 self._wake.clear()
                 return
             if self._sql.data_version() != seen:
+                self._hot_until = time.monotonic() + HOT_FOR
                 return
 
     def _advance(self, ready: list[Ready]) -> list[tuple[Chain, RunUserCode]]:

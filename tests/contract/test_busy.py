@@ -441,3 +441,114 @@ def test_a_request_from_a_hook_that_outlived_its_call_still_gets_its_work_run(
             break
         time.sleep(0.01)
     assert ran == ["b"]
+
+
+def test_one_instance_with_much_owed_work_counts_once_toward_the_inline_bound(
+    make: Make,
+) -> None:
+    """1,100 sends from a hook leave one instance owing work 1,100 times: it is one
+    instance's work, so the trigger made after them still runs before the call returns."""
+    holder: dict[str, Harness] = {}
+    ran: list[str] = []
+
+    def fan_out(ctx: TaskContext[int, int]) -> None:
+        flow = holder["sim"].client().task("flow")
+        for n in range(1100):
+            flow.send(id="b", event=n)
+        flow.trigger("c")
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        ran.append(ctx.id)
+
+    jobs = Jobs(
+        fan=Task.make(state=int, event=int, on_event=lambda ctx: None, execute=fan_out),
+        flow=Task.make(
+            state=int,
+            event=int,
+            on_event=lambda ctx: ctx.set_state(ctx.event),
+            execute=execute,
+            on_idle=lambda ctx: None,
+        ),
+    )
+    sim = make(jobs)
+    holder["sim"] = sim
+    sim.client().task("flow").send(id="c", event=0)
+    sim.client().task("fan").send(id="a", event=0)
+    sim.client().task("fan").trigger("a")
+    assert ran == ["c"]
+    assert sim.client().task("flow").get_state("b") == 1099
+
+
+def test_a_terminate_keeps_a_trigger_queued_between_two_sends(make: Make) -> None:
+    gate = Gate()
+    log: list[str] = []
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        log.append(f"on_event {ctx.event}")
+        ctx.set_state(ctx.event)
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        log.append(f"execute {ctx.state}")
+        if ctx.state == 7:
+            gate.hold()
+            ctx.terminate("done")
+
+    sim = make(Jobs(flow=Task.make(state=int, event=int, on_event=on_event, execute=execute)))
+    task = sim.client().task("flow")
+    task.send(id="t", event=7)
+    with in_flight(gate, lambda: task.trigger("t")):
+        assert task.send(id="t", event=1).queued
+        assert task.trigger("t").queued
+        assert task.send(id="t", event=2).queued
+    assert log == ["on_event 7", "execute 7", "on_event 1", "execute 1", "on_event 2"]
+    assert task.status("t").execute_count == 1
+
+
+def test_a_fresh_task_whose_only_queued_send_is_refused_is_not_left_empty(make: Make) -> None:
+    gate = Gate()
+
+    def on_event(ctx: TaskContext[int, int]) -> None:
+        if ctx.event < 0:
+            raise ValueError("refused")
+        ctx.set_state(ctx.event)
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        gate.hold()
+        ctx.terminate("done")
+
+    sim = make(Jobs(flow=Task.make(state=int, event=int, on_event=on_event, execute=execute)))
+    task = sim.client().task("flow")
+    task.send(id="t", event=7)
+    with in_flight(gate, lambda: task.trigger("t")):
+        assert task.send(id="t", event=-1).queued
+    assert task.status("t").status == "not_found"
+
+
+def test_a_waiting_client_in_a_hook_runs_owed_work_as_a_worker_would(make: Make) -> None:
+    """The work it runs sees the asking hook's run as in flight (queued behind it), not
+    as a re-entrant call refused with ``ConflictError``."""
+    holder: dict[str, Harness] = {}
+
+    def a_execute(ctx: TaskContext[int, int]) -> None:
+        waiting = holder["sim"].client(wait="5 seconds").task("flow")
+        holder["sim"].client().task("flow").trigger("b")
+        waiting.send(id="b", event=1)
+
+    def b_execute(ctx: TaskContext[int, int]) -> None:
+        assert holder["sim"].client().task("flow").send(id="a", event=99).queued
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        (a_execute if ctx.id == "a" else b_execute)(ctx)
+
+    job = Task.make(
+        state=int, event=int, on_event=lambda ctx: ctx.set_state(ctx.event), execute=execute
+    )
+    sim = make(Jobs(flow=job))
+    holder["sim"] = sim
+    client = sim.client().task("flow")
+    client.send(id="a", event=0)
+    client.send(id="b", event=0)
+    client.trigger("a")
+    assert not [e for e in sim.telemetry if isinstance(e, JobFailed)]
+    assert client.get_state("a") == 99
+    assert client.get_state("b") == 1

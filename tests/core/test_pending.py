@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -107,3 +108,13 @@ def test_a_queued_send_whose_hook_keeps_killing_its_worker_is_dropped() -> None:
     assert [f.error.type for f in failures] == ["Interrupted"] * MAX_INTERRUPTS
     assert "is dropped" in failures[-1].error.message
     assert snapshot.alarm_at == Instant(11)  # the next request is due
+
+
+def test_a_pending_entry_is_written_as_older_releases_wrote_it_until_interrupted() -> None:
+    codec = Codec(JOB)
+    text = json.loads(codec.encode_snapshot(_owing([7])))
+    assert "interrupted" not in text["snapshot"]["pending"][0]
+    interrupted = attrs.evolve(_owing([7]), pending=(Pending("send", Instant(10), 7, None, 1),))
+    again = json.loads(codec.encode_snapshot(interrupted))
+    assert again["snapshot"]["pending"][0]["interrupted"] == 1
+    assert codec.decode_snapshot(codec.encode_snapshot(interrupted)) == interrupted

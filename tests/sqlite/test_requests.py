@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from durable_jobs import (
     Task,
     TaskContext,
 )
+from durable_jobs.interpreters.clock import ManualClock
 from durable_jobs.interpreters.sqlite import SqliteInterpreter
 
 Ran = list[tuple[str, str]]  # (hook, thread name)
@@ -190,3 +192,61 @@ def test_events_queued_behind_runs_are_each_handled_once_under_steady_sends(
     assert accepted == sent + 1
     assert sorted(runs) == list(range(sent + 1))
     assert max(runs.values()) == 1
+
+
+def test_alarms_for_one_instant_fire_in_the_order_set_whichever_process_set_them(
+    tmp_path: Path,
+) -> None:
+    """Two interpreters on one file stand for two processes: the alarm order among
+    equal due times follows the order of setting, not each process's own clock."""
+    fired: list[str] = []
+
+    def tick(ctx: ContinuousContext[int]) -> None:
+        fired.append(ctx.id)
+
+    jobs = Jobs(
+        tick=Continuous.make(
+            state=int, schedule=Continuous.every("1 minute"), execute=tick, start_immediately=False
+        )
+    )
+    clock = ManualClock(datetime(2026, 5, 1, tzinfo=UTC))
+    path = tmp_path / "jobs.db"
+    with (
+        SqliteInterpreter(jobs, path, clock=clock) as first,
+        SqliteInterpreter(jobs, path, clock=clock) as second,
+    ):
+        for interpreter, id_ in ((first, "x"), (second, "z"), (first, "y"), (second, "w")):
+            interpreter.client().continuous("tick").start(id=id_, input=0)
+        first.advance("1 minute")
+    assert fired == ["x", "z", "y", "w"]
+
+
+def test_concurrent_inline_requests_each_run_their_own_due_work(tmp_path: Path) -> None:
+    """SQLite with ``inline=True`` shares the commits of concurrent requests; the due
+    work each request leaves still runs in its own caller, before it returns."""
+    ran: dict[str, str] = {}
+
+    def execute(ctx: TaskContext[int, int]) -> None:
+        ran[ctx.id] = threading.current_thread().name
+
+    job = Task.make(state=int, event=int, on_event=lambda ctx: None, execute=execute)
+    ids = [f"t{n}" for n in range(8)]
+    with SqliteInterpreter(Jobs(flow=job), tmp_path / "jobs.db", inline=True) as db:
+        client = db.client().task("flow")
+        for id_ in ids:
+            client.send(id=id_, event=0)
+        start = threading.Barrier(len(ids))
+        done_before_return: dict[str, bool] = {}
+
+        def call(id_: str) -> None:
+            start.wait()
+            client.trigger(id_)
+            done_before_return[id_] = id_ in ran
+
+        threads = [threading.Thread(target=call, args=(i,), name=i) for i in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert ran == {id_: id_ for id_ in ids}  # each in the thread that triggered it
+    assert all(done_before_return.values())
