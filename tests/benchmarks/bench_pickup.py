@@ -14,7 +14,7 @@ how long that takes when the worker is another process, as in production.
   FILE`` (default options: 8 workers), started as a child process in this folder and
   ready (a warm-up request ran) before anything is timed. It sleeps between claims and
   notices another process's commit by polling ``PRAGMA data_version``: every
-  ``HOT_CHECK`` (1 ms) while it had work in the last ``HOT_FOR`` (1 s), else every
+  ``HOT_CHECK`` (1 ms) for ``HOT_FOR`` (1 s) after such a commit woke it, else every
   ``CHANGE_CHECK`` (20 ms). So a pickup is expected to take about half the interval in
   use, plus a claim and the commit of the attempt (one fsync at FULL).
 * **The producer** is this process: a ``SqliteInterpreter`` opened with the default
@@ -33,7 +33,7 @@ Two shapes per request kind:
 
 * *spaced*: N requests (default 200; ``--quick`` 30), each sent only after the previous
   one's ``execute`` started, then a pause drawn from 30 to 80 ms (seeded), so that each
-  request is picked up on its own by a worker that had work a moment ago (1 ms checks);
+  request is picked up on its own by a worker that the previous one woke (1 ms checks);
 * *idle*: I requests (default 20; ``--quick`` 4) the same way with pauses of 1.1 to
   1.5 s, so that the worker has gone back to its 20 ms checks (a random phase of them);
 * *burst*: B requests (default 200; ``--quick`` 30) sent back to back; each one's
@@ -294,7 +294,7 @@ def _summary(results: list[Samples], synchronous: str, quick: bool, load_at_star
         f"load average at start {load_at_start}; at end {_load()}",
         f"--synchronous {synchronous}; worker: `durable-jobs worker` process (8 workers), "
         f"PRAGMA data_version checked every {HOT_CHECK * 1000:g} ms for {HOT_FOR:g} s after "
-        f"work, else every {CHANGE_CHECK * 1000:g} ms; "
+        f"another process's commit, else every {CHANGE_CHECK * 1000:g} ms; "
         "producer: SqliteInterpreter(inline=False)",
         "-" * 92,
         f"   {'request':<26}{'shape':<8}{'n':>5}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}"
