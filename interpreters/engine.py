@@ -504,7 +504,7 @@ class Engine:
                         # would: in a context of its own, outside the hook that may be
                         # asking (so the work it does sees that hook's run in flight, not
                         # a re-entrant call).
-                        contextvars.Context().run(self._run_owed, _Owing([(key, definition)]))
+                        contextvars.Context().run(self._run_apart, key, definition)
                 self._wait_or_give_up(key, request, started, error)
             else:
                 if reply is None:  # pragma: no cover - every request chain ends in a reply
@@ -542,6 +542,16 @@ class Engine:
                 _log.exception(
                     "running the due-now work of %s failed; it stays due", key.instance_id
                 )
+
+    def _run_apart(self, key: InstanceKey, definition: Definition) -> None:
+        """``_run_owed`` for ``key``, in the (fresh) context this is run in: as a top-level
+        call of its own, so the work its hooks make due runs too."""
+        owing = _Owing([(key, definition)])
+        self._owing.set(owing)
+        try:
+            self._run_owed(owing)
+        finally:
+            owing.open = False
 
     def _owed_alarm(self, key: InstanceKey, definition: Definition) -> Callable[[], Input | None]:
         def first() -> Input | None:

@@ -536,8 +536,12 @@ def test_a_waiting_client_in_a_hook_runs_owed_work_as_a_worker_would(make: Make)
 
     def b_execute(ctx: TaskContext[int, int]) -> None:
         assert holder["sim"].client().task("flow").send(id="a", event=99).queued
+        holder["sim"].client().task("flow").trigger("c")  # work of its own hooks runs too
 
     def execute(ctx: TaskContext[int, int]) -> None:
+        if ctx.id == "c":
+            ctx.set_state(42)
+            return
         (a_execute if ctx.id == "a" else b_execute)(ctx)
 
     job = Task.make(
@@ -546,9 +550,10 @@ def test_a_waiting_client_in_a_hook_runs_owed_work_as_a_worker_would(make: Make)
     sim = make(Jobs(flow=job))
     holder["sim"] = sim
     client = sim.client().task("flow")
-    client.send(id="a", event=0)
-    client.send(id="b", event=0)
+    for id_ in "abc":
+        client.send(id=id_, event=0)
     client.trigger("a")
     assert not [e for e in sim.telemetry if isinstance(e, JobFailed)]
     assert client.get_state("a") == 99
     assert client.get_state("b") == 1
+    assert client.get_state("c") == 42
