@@ -16,8 +16,8 @@ transaction belongs to a worker that died: the core is told ``RunInterrupted`` a
 counts that attempt as failed.
 
 *Group commit.* A worker's writes all happen on one thread: the transitions of every
-instance that is ready (claimed, or back from its user code) are made in one
-transaction, each in a savepoint so that one unreadable row fails alone, and user code
+instance that is ready (claimed, or back from its user code, waiting up to
+``COMMIT_WINDOW`` for runs still going) are made in one transaction, each in a savepoint so that one unreadable row fails alone, and user code
 starts only after that commit. Concurrent runs so share one fsync while each attempt is
 still durable before it runs and each outcome before the next attempt of its instance.
 A transition that leaves the same instance due at once fires that alarm in the same
@@ -131,6 +131,12 @@ by itself, in the step before, before it lets the instance go back to the claim 
 BATCH: Final = 32
 """The default of ``batch``: at most this many instances ``run_due`` advances in one
 transaction (``run_forever`` advances up to ``workers``)."""
+COMMIT_WINDOW: Final = 0.0005
+"""Seconds ``run_forever`` waits, when some outcomes are ready and other runs are still
+going, for those to come back and share the commit: a group commit window. With short
+jobs it turns a commit per outcome into one per batch (section 1b of ``bench_sqlite``:
+about +20% jobs a second with a producer in another process); a run's outcome waits at
+most this long more."""
 RETRY_PAUSE: Final = 0.5
 """Seconds ``run_forever`` waits before writing again after the file was locked."""
 CHANGE_CHECK: Final = 0.02
@@ -441,6 +447,18 @@ class SqliteInterpreter(Engine):
                     collect(*outcomes.get_nowait())
                 except queue.Empty:
                     break
+            if ready and len(ready) < len(active):
+                # Runs are still going: give their outcomes COMMIT_WINDOW to join this
+                # commit (one fsync for several), rather than a commit each.
+                deadline = time.monotonic() + COMMIT_WINDOW
+                while len(ready) < len(active):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        collect(*outcomes.get(timeout=left))
+                    except queue.Empty:
+                        break
             taking = self._running()
             if taking and len(active) < workers:
                 fresh = self._claim(workers - len(active))
