@@ -171,6 +171,10 @@ class _JobClient(Generic[D]):
         self._definition = definition
         self._wait = wait
 
+    def _waiting(self, wait: DurationLike | None) -> Duration | None:
+        """The wait of one call: its own ``wait`` when given, else the client's."""
+        return self._wait if wait is None else parse_duration(wait, what="wait")
+
     def _call(self, request: Request, kind: type[R]) -> R:
         return _expect(self._dispatcher.dispatch(self._definition, request), kind, self._definition)
 
@@ -189,12 +193,12 @@ class ContinuousClient(_JobClient[ContinuousDefinition[S]]):
         value = validate(input, self._definition.state, what="input")
         return self._call(ContinuousStart(check_id(id), value), ContinuousStartResult)
 
-    def trigger(self, id: str) -> ContinuousTriggerResult:
+    def trigger(self, id: str, *, wait: DurationLike | None = None) -> ContinuousTriggerResult:
         """Make a run of ``execute`` due now, outside the schedule: a worker runs it (the
         memory interpreter runs it before returning). Answers at once; with a run in
-        flight the trigger is queued behind it (``queued=True``), unless the client
-        waits (``client(wait=...)``)."""
-        request = ContinuousTrigger(check_id(id), self._wait)
+        flight the trigger is queued behind it (``queued=True``), unless the call or the
+        client waits (``wait=``, ``client(wait=...)``)."""
+        request = ContinuousTrigger(check_id(id), self._waiting(wait))
         return self._call(request, ContinuousTriggerResult)
 
     def terminate(self, id: str, reason: str | None = None) -> ContinuousTerminateResult:
@@ -220,25 +224,28 @@ class ContinuousClient(_JobClient[ContinuousDefinition[S]]):
 class DebounceClient(_JobClient[DebounceDefinition[E, S]]):
     """Client actions of one Debounce job."""
 
-    def add(self, *, id: str, event: E | Unstructured) -> DebounceAddResult:
+    def add(
+        self, *, id: str, event: E | Unstructured, wait: DurationLike | None = None
+    ) -> DebounceAddResult:
         """Fold ``event`` into the instance's batch (creating it on the first event).
 
         The reducer (``on_event``) runs here, in the caller; reaching ``max_events``
         makes the flush due now, and a worker runs ``execute``. During a flush the event
         is queued behind it (``queued=True``), unless the client waits."""
         value = validate(event, self._definition.event, what="event")
-        return self._call(DebounceAdd(check_id(id), value, self._wait), DebounceAddResult)
+        request = DebounceAdd(check_id(id), value, self._waiting(wait))
+        return self._call(request, DebounceAddResult)
 
-    def flush(self, id: str) -> DebounceFlushResult:
+    def flush(self, id: str, *, wait: DurationLike | None = None) -> DebounceFlushResult:
         """Make a flush of the batch due now (``flushing=True``): a worker runs
         ``execute``."""
-        request = DebounceFlush(check_id(id), self._wait)
+        request = DebounceFlush(check_id(id), self._waiting(wait))
         return self._call(request, DebounceFlushResult)
 
-    def clear(self, id: str) -> DebounceClearResult:
+    def clear(self, id: str, *, wait: DurationLike | None = None) -> DebounceClearResult:
         """Drop the batch without running ``execute`` (during a flush: queued behind it,
         unless the client waits)."""
-        request = DebounceClear(check_id(id), self._wait)
+        request = DebounceClear(check_id(id), self._waiting(wait))
         return self._call(request, DebounceClearResult)
 
     def status(self, id: str) -> DebounceStatusResult:
@@ -256,7 +263,9 @@ class DebounceClient(_JobClient[DebounceDefinition[E, S]]):
 class TaskClient(_JobClient[TaskDefinition[S, E]]):
     """Client actions of one Task job."""
 
-    def send(self, *, id: str, event: E | Unstructured) -> TaskSendResult:
+    def send(
+        self, *, id: str, event: E | Unstructured, wait: DurationLike | None = None
+    ) -> TaskSendResult:
         """Deliver ``event`` to ``on_event`` (creating the instance on the first one).
 
         ``on_event`` (and ``on_error`` when it fails) runs here, in the caller;
@@ -264,11 +273,11 @@ class TaskClient(_JobClient[TaskDefinition[S, E]]):
         queued behind it (``queued=True``) and handled in order when it ends, unless
         the client waits (``client(wait=...)``)."""
         value = validate(event, self._definition.event, what="event")
-        return self._call(TaskSend(check_id(id), value, self._wait), TaskSendResult)
+        return self._call(TaskSend(check_id(id), value, self._waiting(wait)), TaskSendResult)
 
-    def trigger(self, id: str) -> TaskTriggerResult:
+    def trigger(self, id: str, *, wait: DurationLike | None = None) -> TaskTriggerResult:
         """Make a run of ``execute`` due now (a worker runs it); the schedule stays."""
-        return self._call(TaskTrigger(check_id(id), self._wait), TaskTriggerResult)
+        return self._call(TaskTrigger(check_id(id), self._waiting(wait)), TaskTriggerResult)
 
     def terminate(self, id: str) -> TaskTerminateResult:
         return self._call(TaskTerminate(check_id(id)), TaskTerminateResult)
@@ -490,7 +499,9 @@ class Client:
     instance (a run in flight, or requests already queued for a worker). ``None``, the
     default, queues it behind them, durably and in order, and answers at once with
     ``queued=True``; a duration makes the call wait up to that long, then apply it and
-    answer as usual, or raise ``BusyError`` with nothing written.
+    answer as usual, or raise ``BusyError`` with nothing written. The calls that can
+    meet a busy instance (``trigger``, ``add``, ``flush``, ``clear``, ``send``) take a
+    ``wait=`` of their own too, which overrides the client's for that call.
     """
 
     def __init__(self, dispatcher: Dispatcher, *, wait: DurationLike | None = None) -> None:

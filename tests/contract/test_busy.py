@@ -557,3 +557,25 @@ def test_a_waiting_client_in_a_hook_runs_owed_work_as_a_worker_would(make: Make)
     assert client.get_state("a") == 99
     assert client.get_state("b") == 1
     assert client.get_state("c") == 42
+
+
+def test_a_call_can_wait_on_its_own(make: Make) -> None:
+    """A call's ``wait=`` overrides its client's: one call waits while others queue."""
+    gate = Gate()
+    jobs, log = task_job(gate)
+    sim = make(jobs)
+    client = sim.client().task("flow")
+    client.send(id="t", event=7)
+    with in_flight(gate, lambda: client.trigger("t")):
+        with pytest.raises(BusyError, match="busy with a run of execute"):
+            client.send(id="t", event=5, wait="30 ms")
+        with pytest.raises(BusyError):
+            client.trigger("t", wait="0 s")
+        assert client.send(id="t", event=6).queued  # the client's default: queue
+        timer = threading.Timer(0.1, gate.open.set)
+        timer.start()
+        result = sim.client(wait="10 ms").task("flow").send(id="t", event=8, wait="10 s")
+        timer.join()
+    assert result.queued is False  # it waited, past the client's 10 ms, and applied
+    assert [event for hook, event in log if hook == "on_event"][-2:] == [6, 8]
+    assert ("on_event", 5) not in log
