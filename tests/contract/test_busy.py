@@ -28,6 +28,7 @@ from durable_jobs import (
     Jobs,
     QueueFullError,
     Task,
+    TaskClient,
     TaskContext,
 )
 from tests.contract.conftest import START, Harness, Make, types
@@ -94,12 +95,19 @@ def task_job(gate: Gate) -> tuple[Jobs, Log]:
     return Jobs(flow=job), log
 
 
-def test_a_request_meeting_a_run_is_queued_and_applied_in_order_after_it(make: Make) -> None:
+def busy_task(make: Make) -> tuple[Harness, TaskClient[Any, Any], Gate, Log]:
+    """Task ``flow`` instance ``t`` (state 7) on a new interpreter: a ``trigger`` of it
+    runs an ``execute`` that waits at the returned gate."""
     gate = Gate()
     jobs, log = task_job(gate)
     sim = make(jobs)
     client = sim.client().task("flow")
     client.send(id="t", event=7)
+    return sim, client, gate, log
+
+
+def test_a_request_meeting_a_run_is_queued_and_applied_in_order_after_it(make: Make) -> None:
+    _sim, client, gate, log = busy_task(make)
     with in_flight(gate, lambda: client.trigger("t")) as answer:
         first = client.send(id="t", event=1)
         again = client.trigger("t")
@@ -126,11 +134,7 @@ def test_a_request_meeting_a_run_is_queued_and_applied_in_order_after_it(make: M
 
 
 def test_a_client_that_waits_applies_its_request_after_the_run(make: Make) -> None:
-    gate = Gate()
-    jobs, log = task_job(gate)
-    sim = make(jobs)
-    client = sim.client().task("flow")
-    client.send(id="t", event=7)
+    sim, client, gate, log = busy_task(make)
     waiting = sim.client(wait="10 seconds").task("flow")
     with in_flight(gate, lambda: client.trigger("t")):
         timer = threading.Timer(0.2, gate.open.set)
@@ -146,11 +150,7 @@ def test_a_client_that_waits_applies_its_request_after_the_run(make: Make) -> No
 
 
 def test_a_wait_that_runs_out_says_what_the_instance_is_busy_with(make: Make) -> None:
-    gate = Gate()
-    jobs, log = task_job(gate)
-    sim = make(jobs)
-    client = sim.client().task("flow")
-    client.send(id="t", event=7)
+    sim, client, gate, log = busy_task(make)
     impatient = sim.client(wait="50 ms")
     with in_flight(gate, lambda: client.trigger("t")):
         with pytest.raises(BusyError, match=r"task:flow:t is busy with a run of execute") as info:
@@ -220,11 +220,7 @@ def test_clear_during_a_flush_never_reports_the_events_the_flush_took(make: Make
 def test_a_queued_event_its_handler_refuses_is_recorded_and_the_next_one_applies(
     make: Make,
 ) -> None:
-    gate = Gate()
-    jobs, log = task_job(gate)
-    sim = make(jobs)
-    client = sim.client().task("flow")
-    client.send(id="t", event=7)
+    sim, client, gate, log = busy_task(make)
     with in_flight(gate, lambda: client.trigger("t")):
         assert client.send(id="t", event=-1).queued
         assert client.send(id="t", event=4).queued
@@ -239,11 +235,7 @@ def test_a_flood_of_requests_to_a_busy_instance_is_bounded(
     make: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("durable_jobs._runtime.MAX_PENDING", 3)
-    gate = Gate()
-    jobs, log = task_job(gate)
-    sim = make(jobs)
-    client = sim.client().task("flow")
-    client.send(id="t", event=7)
+    _sim, client, gate, log = busy_task(make)
     with in_flight(gate, lambda: client.trigger("t")):
         for event in (1, 2, 3):
             assert client.send(id="t", event=event).queued
@@ -274,11 +266,7 @@ def test_requests_return_before_the_run_and_the_worker_runs_it(make: Make) -> No
 def test_status_counts_only_an_execute_as_the_next_run(make: Make) -> None:
     """An ``on_idle`` owed to a worker, or a ``send`` queued behind a run, is not an
     ``execute``: a Task's ``next_run_at`` shows the schedule (or a trigger), not them."""
-    gate = Gate()
-    jobs, _log = task_job(gate)
-    sim = make(jobs)
-    client = sim.client().task("flow")
-    client.send(id="t", event=7)
+    _sim, client, gate, _log = busy_task(make)
     with in_flight(gate, lambda: client.trigger("t")):
         assert client.send(id="t", event=1).queued
         status = client.status("t")
@@ -561,11 +549,7 @@ def test_a_waiting_client_in_a_hook_runs_owed_work_as_a_worker_would(make: Make)
 
 def test_a_call_can_wait_on_its_own(make: Make) -> None:
     """A call's ``wait=`` overrides its client's: one call waits while others queue."""
-    gate = Gate()
-    jobs, log = task_job(gate)
-    sim = make(jobs)
-    client = sim.client().task("flow")
-    client.send(id="t", event=7)
+    sim, client, gate, log = busy_task(make)
     with in_flight(gate, lambda: client.trigger("t")):
         with pytest.raises(BusyError, match="busy with a run of execute"):
             client.send(id="t", event=5, wait="30 ms")
