@@ -220,11 +220,10 @@ def decide_debounce(
     match input_:
         case DebounceAdd(id=id_, event=event, wait=wait):
             if snapshot is not None and rt.owes(snapshot):
-                if wait is not None:
-                    return rt.busy(snapshot)
                 reply = DebounceAddResult(snapshot.key.instance_id, 0, None, False, queued=True)
+                entry = rt.Pending("add", now, event)
                 alarm = _alarm_for(definition)
-                return rt.queue_behind(snapshot, alarm, rt.Pending("add", now, event), reply)
+                return rt.queue_behind(snapshot, alarm, entry, reply, wait=wait)
             created = snapshot is None
             batch = snapshot or DebounceSnapshot(
                 key=InstanceKey("debounce", definition.name, id_), created_at=now
@@ -242,10 +241,8 @@ def decide_debounce(
             alarm = _alarm_for(definition)
             flush: rt.Pending[Any] = rt.Pending("flush", now, reason="manual")
             if rt.owes(snapshot):
-                if wait is not None:
-                    return rt.busy(snapshot)
                 queued = DebounceFlushResult(True, 0, "manual", queued=True)
-                return rt.queue_behind(snapshot, alarm, flush, queued)
+                return rt.queue_behind(snapshot, alarm, flush, queued, wait=wait)
             if snapshot.event_count == 0:
                 return Success(rt.purge(snapshot.key, reply=DebounceFlushResult(False, 0, "empty")))
             flushing = DebounceFlushResult(True, snapshot.event_count, "manual")
@@ -255,11 +252,10 @@ def decide_debounce(
             if snapshot is None:
                 return Success(rt.keep(None, reply=DebounceClearResult(False, 0)))
             if rt.owes(snapshot):
-                if wait is not None:
-                    return rt.busy(snapshot)
                 queued_clear = DebounceClearResult(True, 0, queued=True)
                 clear: rt.Pending[Any] = rt.Pending("clear", now)
-                return rt.queue_behind(snapshot, _alarm_for(definition), clear, queued_clear)
+                alarm = _alarm_for(definition)
+                return rt.queue_behind(snapshot, alarm, clear, queued_clear, wait=wait)
             return Success(
                 rt.purge(snapshot.key, reply=DebounceClearResult(True, snapshot.event_count))
             )
@@ -318,8 +314,8 @@ def _status(
     flushes = [entry.at for entry in snapshot.pending if entry.kind == "flush"]
     if flushes:
         flush_at: Instant | None = flushes[0]
-    elif (snapshot.in_flight is not None and snapshot.in_flight.hook == "execute") or (
-        snapshot.event_count == 0 and snapshot.attempts.retry_at is None
+    elif (snapshot.in_flight is not None and snapshot.in_flight.hook == "execute") or _no_batch(
+        snapshot
     ):
         flush_at = None  # flushing now, or nothing to flush
     else:
@@ -350,7 +346,7 @@ def _after_reduce(
             # the head of pending and is reduced again, up to MAX_INTERRUPTS times.
             again, error = rt.after_interrupt(snapshot)
             effects = rt.failure_effects(snapshot.key, run, error, None, 0, now)
-            if again.event_count == 0 and again.attempts.retry_at is None:
+            if _no_batch(again):
                 return _emptied(definition, again, effects, now)  # (dropped, and no batch)
             return rt.commit(_alarm_for(definition), again, effects)
         snapshot = attrs.evolve(snapshot, pending=snapshot.pending[1:])  # decided: taken off
@@ -369,7 +365,7 @@ def _after_reduce(
         return rt.purge(snapshot.key, effects, dropped)
     effects = rt.failure_effects(snapshot.key, run, outcome.error, None, 0, now)
     if not caller and before is not None:  # a queued event: no caller to answer
-        if before.event_count == 0 and before.attempts.retry_at is None:
+        if _no_batch(before):
             return _emptied(definition, before, effects, now)  # no batch: nothing to keep
         return rt.commit(_alarm_for(definition), before, effects)
     return rt.keep(before, effects, RequestFailed(hook="on_event", error=outcome.error))
@@ -409,6 +405,11 @@ def _after_flush(
         waiting = attrs.evolve(rt.with_retry(snapshot, decision), retry_reason=reason)
         return rt.commit(_alarm_for(definition), waiting, effects)
     return _emptied(definition, snapshot, effects, now)
+
+
+def _no_batch(snapshot: DebounceSnapshot[Any, Any]) -> bool:
+    """No events in the batch and no retry waiting for it."""
+    return snapshot.event_count == 0 and snapshot.attempts.retry_at is None
 
 
 def _emptied(

@@ -433,9 +433,14 @@ def queue_behind(
     desired_alarm: Callable[[SnapshotT], Instant | None],
     entry: Pending[Any],
     reply: ReplyValue,
+    *,
+    wait: int | None = None,
 ) -> Result[Transition[Any], Rejection]:
     """Append ``entry`` to ``pending`` (a request made due now, or queued behind a run)
-    and answer ``reply``; refused when ``pending`` is full."""
+    and answer ``reply``; refused when ``pending`` is full. A request that asked to
+    ``wait`` is answered busy instead (the interpreter waits and asks again)."""
+    if wait is not None:
+        return busy(snapshot)  # type: ignore[arg-type]
     pending: tuple[Pending[Any], ...] = snapshot.pending  # type: ignore[attr-defined]
     if len(pending) >= MAX_PENDING:
         return Failure(

@@ -184,10 +184,9 @@ def decide_task(
     match input_:
         case TaskSend(id=id_, event=event, wait=wait):
             if snapshot is not None and _blocked(snapshot):
-                if wait is not None:
-                    return rt.busy(snapshot)
                 answer = TaskSendResult(snapshot.key.instance_id, False, None, queued=True)
-                return rt.queue_behind(snapshot, _alarm, rt.Pending("send", now, event), answer)
+                entry = rt.Pending("send", now, event)
+                return rt.queue_behind(snapshot, _alarm, entry, answer, wait=wait)
             created = snapshot is None
             task = snapshot or TaskSnapshot(
                 key=InstanceKey("task", definition.name, id_), created_at=now
